@@ -1,0 +1,54 @@
+// nn/kernels/common.cpp: thread helpers and per-thread scratch memory for the kernels.
+#include "nn/kernels/common.h"
+
+#include <cblas.h>
+
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace sleepnet::kernels {
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+int thread_num() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+BlasThreads::BlasThreads(int n) : saved_(openblas_get_num_threads()) {
+  if (n != saved_) openblas_set_num_threads(n);
+}
+
+BlasThreads::~BlasThreads() {
+  if (openblas_get_num_threads() != saved_) openblas_set_num_threads(saved_);
+}
+
+float* scratch(int slot, int64_t n) {
+  require(slot == 0 || slot == 1, "nn/kernels/common.cpp scratch", "slot must be 0 or 1");
+  thread_local std::vector<float> buffers[2];
+  std::vector<float>& b = buffers[slot];
+  if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
+}  // namespace sleepnet::kernels

@@ -1,0 +1,62 @@
+// nn/kernels/common.h: small helpers shared by the hand-written kernels.
+//
+//   require(cond, where, what)   throw sleepnet::Error("<where>: <what>") when cond is false
+//   max_threads()                OpenMP's thread budget (1 when built without OpenMP)
+//   BlasThreads guard(n)         OpenBLAS's thread count set to n for the guard's lifetime
+//   scratch(slot, n)             a per-thread float buffer that grows and is reused (no malloc in
+//                                the steady state); slots let one kernel hold two buffers at once
+//
+// Threading rule used by every kernel: parallelism comes from OpenMP. OpenBLAS (the pthread build
+// on Debian) keeps its own pool of threads; letting both pools run at once oversubscribes the
+// cores, so kernels that call sgemm from inside an OpenMP region first pin OpenBLAS to one thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "tensor/tensor.h"  // sleepnet::Error
+
+namespace sleepnet::kernels {
+
+inline void require(bool cond, const char* where, const std::string& what) {
+  if (!cond) throw Error(std::string(where) + ": " + what);
+}
+
+// Number of threads an `omp parallel` region would use here (1 without OpenMP).
+int max_threads();
+
+// Which thread of the current parallel region this is (0 outside one, or without OpenMP).
+int thread_num();
+// Threads in the current parallel region (1 outside one, or without OpenMP).
+int team_size();
+
+// RAII: sets OpenBLAS's thread count, restores the previous count on destruction.
+class BlasThreads {
+ public:
+  explicit BlasThreads(int n);
+  ~BlasThreads();
+  BlasThreads(const BlasThreads&) = delete;
+  BlasThreads& operator=(const BlasThreads&) = delete;
+
+ private:
+  int saved_;
+};
+
+// Per-thread scratch memory: returns at least n floats, contents unspecified. The pointer stays
+// valid until the same thread asks the same slot for more. slot is 0 or 1.
+float* scratch(int slot, int64_t n);
+
+// Sum of n floats with 8 independent float lanes (so the compiler can vectorize it without
+// -ffast-math), the lanes then added in double. Fixed order: the result does not depend on threads.
+inline double sum_lanes(const float* __restrict p, int64_t n) {
+  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) lane[k] += p[i + k];
+  double s = 0.0;
+  for (int k = 0; k < 8; ++k) s += lane[k];
+  for (; i < n; ++i) s += p[i];
+  return s;
+}
+
+}  // namespace sleepnet::kernels
