@@ -1,0 +1,38 @@
+// nn/kernels/depthwise.h: depthwise 2-D convolution (groups == C == OC), written directly.
+//
+// MobileNetV2's 3x3 depthwise layers hold few weights and do few multiply-adds per byte moved, so
+// im2col + GEMM (a [1, 9] x [9, OH*OW] product per channel) would spend its time copying. These
+// kernels read each input plane once, straight from NCHW memory:
+//
+//   y[n, c, oh, ow] = bias[c] + sum over kh, kw of w[c, kh, kw] * x[n, c, oh*SH - PH + kh, ow*SW - PW + kw]
+//
+// (x is zero outside [0, H) x [0, W)). Every (n, c) plane is independent, so forward and
+// backward-data run in parallel over N x C planes; backward-weight sums over n for each c, so it
+// runs in parallel over C. The 3x3 kernels (the only size MobileNetV2 uses) have specialised
+// loops: the interior of each plane (where the window never touches padding) runs without bounds
+// checks over contiguous W, the borders go through the general path. The backward passes are
+// derived step by step in depthwise.cpp.
+//
+// Shapes: the geometry is a Conv2dGeom (conv.h) with groups == C == OC (channel multiplier 1).
+//   x  [N, C, H, W]    w  [C, 1, KH, KW]    bias [C] (may be null)    y  [N, C, OH, OW]
+// The bias gradient is conv2d_backward_bias(N, C, OH*OW, dy, db) from conv.h.
+#pragma once
+
+#include "nn/kernels/conv.h"
+
+namespace sleepnet::kernels {
+
+// y = depthwise_conv(x, w) + bias; y is overwritten.
+void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y);
+void depthwise_forward_ref(const Conv2dGeom& g, const float* x, const float* w, const float* bias,
+                           float* y);
+
+// dx = dL/dx given dy; dx [N, C, H, W] is overwritten.
+void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* w, float* dx);
+void depthwise_backward_data_ref(const Conv2dGeom& g, const float* dy, const float* w, float* dx);
+
+// dw = dL/dw summed over the batch; dw [C, 1, KH, KW] is overwritten.
+void depthwise_backward_weight(const Conv2dGeom& g, const float* x, const float* dy, float* dw);
+void depthwise_backward_weight_ref(const Conv2dGeom& g, const float* x, const float* dy, float* dw);
+
+}  // namespace sleepnet::kernels
