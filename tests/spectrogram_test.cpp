@@ -1,0 +1,251 @@
+// spectrogram_test.cpp: the time-frequency image puts a sinusoidal RR / amplitude modulation at the
+// right row, is stable for caching, handles empty, constant and gappy windows, and is the same
+// computed one window at a time or in parallel.
+#include "data/spectrogram.h"
+
+#include <cmath>
+#include <limits>
+#include <numbers>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tensor/tensor.h"
+
+using namespace sleepnet::data;
+using sleepnet::Error;
+
+namespace {
+
+constexpr double kPi = std::numbers::pi;
+
+// Beats whose RR follows rr(t) = base + a_rr * sin(2 pi f_rr t), amplitude 1 + a_amp sin(2 pi f_amp t).
+BeatSeries modulated_beats(double duration_s, double f_rr, double a_rr, double f_amp = 0.0,
+                           double a_amp = 0.0, double base = 0.9) {
+  BeatSeries b;
+  double t = 0.5;
+  while (t < duration_s) {
+    double rr = base + a_rr * std::sin(2 * kPi * f_rr * t);
+    t += rr;
+    b.time_s.push_back(t);
+    b.rr_s.push_back(float(rr));
+    b.amp.push_back(float(1.0 + a_amp * std::sin(2 * kPi * f_amp * t)));
+  }
+  return b;
+}
+
+// Row whose mean over all columns is largest, in channel c.
+int peak_row(const TFImage& img, int c) {
+  int best = -1;
+  double best_v = -1e30;
+  for (int h = 0; h < img.height; ++h) {
+    double m = 0;
+    for (int w = 0; w < img.width; ++w) m += img.at(c, h, w);
+    if (m > best_v) {
+      best_v = m;
+      best = h;
+    }
+  }
+  return best;
+}
+
+int row_of(const SpectrogramSettings& s, double f) {
+  auto rf = s.row_frequencies();
+  int best = 0;
+  for (int i = 1; i < int(rf.size()); ++i)
+    if (std::abs(rf[i] - f) < std::abs(rf[best] - f)) best = i;
+  return best;
+}
+
+}  // namespace
+
+TEST(Spectrogram, SinusoidalRrModulationPeaksAtItsFrequency) {
+  SpectrogramSettings s;  // defaults: 0.01-0.5 Hz over 64 rows, 5-minute span
+  for (double f : {0.02, 0.033, 0.1, 0.25, 0.4}) {
+    BeatSeries b = modulated_beats(900, f, 0.05);
+    TFImage img = tf_image(b, 400, 60, s);
+    ASSERT_EQ(img.channels, 2);
+    ASSERT_EQ(img.data.size(), size_t(2 * 64 * 64));
+    int got = peak_row(img, 0), want = row_of(s, f);
+    // The row spacing is 0.0077 Hz and the frame resolution 1/64 Hz: allow one row.
+    EXPECT_LE(std::abs(got - want), 1) << "f " << f << " got row " << got << " ("
+                                       << s.row_frequencies()[got] << " Hz), want " << want;
+    EXPECT_NEAR(img.coverage, 1.0, 1e-9);
+  }
+}
+
+TEST(Spectrogram, AmplitudeChannelSeesRespiration) {
+  SpectrogramSettings s;
+  s.height = 32;
+  s.width = 32;
+  BeatSeries b = modulated_beats(900, 0.03, 0.05, 0.3, 0.1);
+  TFImage img = tf_image(b, 300, 60, s);
+  EXPECT_FALSE(img.amplitude_missing);
+  EXPECT_LE(std::abs(peak_row(img, 0) - row_of(s, 0.03)), 1);
+  EXPECT_LE(std::abs(peak_row(img, 1) - row_of(s, 0.3)), 1);
+}
+
+TEST(Spectrogram, LogFrequencyAxis) {
+  SpectrogramSettings s;
+  s.log_frequency = true;
+  s.f_min_hz = 0.01;
+  auto rf = s.row_frequencies();
+  EXPECT_NEAR(rf[1] / rf[0], rf[40] / rf[39], 1e-9);  // constant ratio
+  for (double f : {0.02, 0.25}) {
+    TFImage img = tf_image(modulated_beats(900, f, 0.05), 400, 60, s);
+    // At low frequency several log rows share one FFT bin: allow the bin's width in rows.
+    int tol = f < 0.05 ? 4 : 1;
+    EXPECT_LE(std::abs(peak_row(img, 0) - row_of(s, f)), tol) << f;
+  }
+  s.f_min_hz = 0.0;
+  EXPECT_THROW(s.validate(), Error);
+}
+
+TEST(Spectrogram, NormalisationModes) {
+  BeatSeries b = modulated_beats(900, 0.05, 0.05);
+  SpectrogramSettings s;
+  s.amplitude_channel = false;
+  TFImage z = tf_image(b, 400, 60, s);
+  ASSERT_EQ(z.channels, 1);
+  double mean = 0, var = 0;
+  for (float v : z.data) mean += v;
+  mean /= z.data.size();
+  for (float v : z.data) var += (v - mean) * (v - mean);
+  EXPECT_NEAR(mean, 0.0, 1e-4);
+  EXPECT_NEAR(var / z.data.size(), 1.0, 1e-3);
+  s.normalization = SpecNormalization::MinMax;
+  TFImage m = tf_image(b, 400, 60, s);
+  EXPECT_FLOAT_EQ(*std::min_element(m.data.begin(), m.data.end()), 0.0f);
+  EXPECT_FLOAT_EQ(*std::max_element(m.data.begin(), m.data.end()), 1.0f);
+  s.normalization = SpecNormalization::None;
+  TFImage d = tf_image(b, 400, 60, s);
+  // dB with a 60 dB floor below the peak
+  float hi = *std::max_element(d.data.begin(), d.data.end()), lo = *std::min_element(d.data.begin(), d.data.end());
+  EXPECT_LE(hi - lo, 60.0f + 1e-3f);
+  EXPECT_GT(hi - lo, 20.0f);
+}
+
+TEST(Spectrogram, EmptyConstantAndGappyWindows) {
+  SpectrogramSettings s;
+  // No beats at all: zeros, coverage 0, amplitude missing.
+  TFImage e = tf_image(BeatSeries{}, 100, 60, s);
+  EXPECT_EQ(e.coverage, 0.0);
+  EXPECT_TRUE(e.amplitude_missing);
+  for (float v : e.data) EXPECT_EQ(v, 0.0f);
+  // Constant RR: a flat spectrum normalises to zeros, finite everywhere.
+  BeatSeries c = modulated_beats(900, 0.1, 0.0);
+  TFImage ci = tf_image(c, 400, 60, s);
+  for (float v : ci.data) {
+    ASSERT_TRUE(std::isfinite(v));
+    EXPECT_EQ(v, 0.0f);
+  }
+  // Beats without amplitudes: channel 1 zeros and flagged.
+  BeatSeries na = modulated_beats(900, 0.1, 0.05);
+  na.amp.clear();
+  TFImage ni = tf_image(na, 400, 60, s);
+  EXPECT_TRUE(ni.amplitude_missing);
+  for (int h = 0; h < 64; ++h)
+    for (int w = 0; w < 64; ++w) ASSERT_EQ(ni.at(1, h, w), 0.0f);
+  // A 60-s hole in the middle of the span: coverage ~ (300 - 60) / 300, image still finite.
+  BeatSeries g;
+  for (size_t i = 0; i < na.size(); ++i) {
+    if (na.time_s[i] > 420 && na.time_s[i] < 480) continue;
+    g.time_s.push_back(na.time_s[i]);
+    g.rr_s.push_back(na.rr_s[i]);
+  }
+  TFImage gi = tf_image(g, 400, 60, s);
+  EXPECT_NEAR(gi.coverage, 0.8, 0.01);
+  for (float v : gi.data) ASSERT_TRUE(std::isfinite(v));
+  // A window at the very start of the record (context before 0 s): edge held, finite.
+  TFImage first = tf_image(na, 0, 60, s);
+  EXPECT_LT(first.coverage, 0.65);
+  for (float v : first.data) ASSERT_TRUE(std::isfinite(v));
+}
+
+TEST(Spectrogram, BatchEqualsSingleAndIsDeterministic) {
+  BeatSeries b = modulated_beats(1800, 0.03, 0.05, 0.25, 0.1);
+  SpectrogramSettings s;
+  std::vector<double> starts;
+  for (int m = 0; m < 30; ++m) starts.push_back(60.0 * m);
+  auto many = tf_images(b, starts, 60, s);
+  ASSERT_EQ(many.size(), starts.size());
+  for (size_t i = 0; i < starts.size(); ++i) {
+    TFImage one = tf_image(b, starts[i], 60, s);
+    ASSERT_EQ(one.data, many[i].data) << i;
+    EXPECT_EQ(one.coverage, many[i].coverage);
+  }
+  std::vector<double> bad = {0.0, std::numeric_limits<double>::quiet_NaN()};
+  EXPECT_THROW(tf_images(b, bad, 60, s), Error);
+}
+
+TEST(Spectrogram, SettingsStringHashAndValidation) {
+  SpectrogramSettings s;
+  EXPECT_EQ(s.to_string(),
+            "spectrogram v1 context_s=120 series_fs_hz=4 interp=linear stft_window_s=64 overlap=0.9375 "
+            "nfft=0 detrend=constant f_min_hz=0.01 f_max_hz=0.5 log_frequency=0 height=64 width=64 "
+            "log_scale=1 log_floor_rel=1e-06 normalization=zscore amplitude_channel=1 max_gap_s=3");
+  EXPECT_EQ(s.hash(), SpectrogramSettings{}.hash());
+  EXPECT_EQ(s.frame_samples(), 256);
+  EXPECT_EQ(s.hop_samples(), 16);
+  EXPECT_EQ(s.fft_size(), 512);
+  SpectrogramSettings t = s;
+  t.height = 32;
+  EXPECT_NE(t.hash(), s.hash());
+  t = s;
+  t.overlap = 0.5;
+  EXPECT_NE(t.to_string(), s.to_string());
+
+  auto expect_field = [](SpectrogramSettings bad, const char* field) {
+    try {
+      bad.validate();
+      FAIL() << field << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  };
+  SpectrogramSettings b = s;
+  b.overlap = 1.0;
+  expect_field(b, "overlap");
+  b = s;
+  b.f_max_hz = 3.0;
+  expect_field(b, "f_max_hz");
+  b = s;
+  b.height = 0;
+  expect_field(b, "height");
+  b = s;
+  b.series_fs_hz = -4;
+  expect_field(b, "series_fs_hz");
+  b = s;
+  b.nfft = 100;
+  expect_field(b, "nfft");
+  b = s;
+  b.context_s = 0;  // 60 s window < 64 s frame
+  expect_field(b, "stft_window_s");
+  EXPECT_THROW(tf_image(BeatSeries{}, 0, -1, s), Error);
+  BeatSeries mismatched;
+  mismatched.time_s = {1, 2};
+  mismatched.rr_s = {1};
+  EXPECT_THROW(tf_image(mismatched, 0, 60, s), Error);
+}
+
+TEST(Spectrogram, ChannelFromUniformSeries) {
+  SpectrogramSettings s;
+  s.height = 16;
+  s.width = 8;
+  s.normalization = SpecNormalization::None;
+  std::vector<float> x(1200);
+  for (int i = 0; i < 1200; ++i) x[i] = float(std::sin(2 * kPi * 0.2 * i / 4.0));
+  std::vector<float> out(16 * 8);
+  spectrogram_channel(x, s, out.data());
+  // Every column peaks at the 0.2 Hz row.
+  auto rf = s.row_frequencies();
+  for (int c = 0; c < 8; ++c) {
+    int best = 0;
+    for (int h = 1; h < 16; ++h)
+      if (out[h * 8 + c] > out[best * 8 + c]) best = h;
+    EXPECT_LE(std::abs(rf[best] - 0.2), 0.5 * (rf[1] - rf[0]) + 1e-9) << c;
+  }
+  EXPECT_THROW(spectrogram_channel(std::vector<float>(100, 1.0f), s, out.data()), Error);
+  x[5] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(spectrogram_channel(x, s, out.data()), Error);
+}
