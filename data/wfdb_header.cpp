@@ -46,6 +46,7 @@ std::optional<double> parse_wfdb_time(std::string_view s) {
     } else {
       auto v = parse_int(parts[i]);
       if (!v || *v < 0 || (i > 0 && *v >= 60) || *v > 1000000) return std::nullopt;
+      if (i == 0 && parts.size() == 3 && *v >= 24) return std::nullopt;  // hours of a clock time
       total = total * 60.0 + static_cast<double>(*v);
     }
   }
@@ -381,9 +382,18 @@ std::string format_wfdb_header(const WfdbHeader& h) {
       if (h.base_counter != 0.0) out += "(" + detail::format_number(h.base_counter) + ")";
     }
   }
-  if (more) out += " " + std::to_string(h.num_samples.value_or(0));
-  if (h.base_time || h.base_date) out += " " + h.base_time.value_or("0:0:0");
-  if (h.base_date) out += " " + *h.base_date;
+  if (more) {
+    out += ' ';
+    out += std::to_string(h.num_samples.value_or(0));
+  }
+  if (h.base_time || h.base_date) {
+    out += ' ';
+    out += h.base_time.value_or("0:0:0");
+  }
+  if (h.base_date) {
+    out += ' ';
+    out += *h.base_date;
+  }
   out += "\n";
   for (size_t i = 0; i < h.signals.size(); ++i) {
     const WfdbSignalSpec& s = h.signals[i];
@@ -395,15 +405,29 @@ std::string format_wfdb_header(const WfdbHeader& h) {
     if (!s.checksum && (s.block_size != 0 || !s.description.empty()))
       throw Error(who + ": a block size or description cannot be written without a checksum "
                         "(header fields are positional)");
-    out += s.file_name + " " + std::to_string(s.format);
-    if (s.byte_offset != 0) out += "+" + std::to_string(s.byte_offset);
-    out += " " + (s.gain_given ? detail::format_number(s.gain) : std::string("0"));
-    out += "(" + std::to_string(s.baseline) + ")/" + s.units;
-    out += " " + std::to_string(s.adc_resolution) + " " + std::to_string(s.adc_zero) + " " +
-           std::to_string(s.initial_value);
+    // Built with a field-appending lambda (also avoids a GCC 12 -Wrestrict false positive on
+    // "literal" + std::to_string(...)).
+    auto field = [&out](const std::string& f) {
+      out += ' ';
+      out += f;
+    };
+    out += s.file_name;
+    std::string fmt = std::to_string(s.format);
+    if (s.byte_offset != 0) fmt += '+' + std::to_string(s.byte_offset);
+    field(fmt);
+    std::string gain = s.gain_given ? detail::format_number(s.gain) : std::string("0");
+    gain += '(';
+    gain += std::to_string(s.baseline);
+    gain += ")/";
+    gain += s.units;
+    field(gain);
+    field(std::to_string(s.adc_resolution));
+    field(std::to_string(s.adc_zero));
+    field(std::to_string(s.initial_value));
     if (s.checksum) {
-      out += " " + std::to_string(*s.checksum) + " " + std::to_string(s.block_size);
-      if (!s.description.empty()) out += " " + s.description;
+      field(std::to_string(*s.checksum));
+      field(std::to_string(s.block_size));
+      if (!s.description.empty()) field(s.description);
     }
     out += "\n";
   }
