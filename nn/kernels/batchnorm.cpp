@@ -1,0 +1,363 @@
+// nn/kernels/batchnorm.cpp: BatchNorm2d forward (train, eval, eval + ReLU6) and backward.
+//
+// ---- Derivation of the backward pass (train mode) ----------------------------------------------
+// Take one channel; its M = N*H*W values x_i, i = 1..M. The forward pass is
+//
+//   mu = (1/M) sum_j x_j          var = (1/M) sum_j (x_j - mu)^2          r = (var + eps)^(-1/2)
+//   xhat_i = (x_i - mu) * r       y_i = gamma * xhat_i + beta
+//
+// Given g_i = dL/dy_i:
+//
+//   dL/dbeta  = sum_i g_i                                                                    (1)
+//   dL/dgamma = sum_i g_i * xhat_i                                                           (2)
+//
+// For the input, every xhat_j depends on every x_i through mu and var. The pieces:
+//
+//   d mu / d x_i   = 1/M
+//   d var / d x_i  = (2/M) sum_j (x_j - mu) (delta_ij - 1/M) = (2/M) (x_i - mu)
+//                    (the 1/M term vanishes because sum_j (x_j - mu) = 0)
+//   d r / d x_i    = -1/2 (var + eps)^(-3/2) * d var / d x_i = -r^3 (x_i - mu) / M
+//   d xhat_j / d x_i = (delta_ij - 1/M) r + (x_j - mu) * d r / d x_i
+//                    = r (delta_ij - 1/M - xhat_j xhat_i / M)
+//
+// so, with dL/dxhat_j = gamma g_j,
+//
+//   dL/dx_i = sum_j gamma g_j r (delta_ij - 1/M - xhat_j xhat_i / M)
+//           = gamma r ( g_i - (1/M) sum_j g_j - xhat_i (1/M) sum_j g_j xhat_j )
+//           = gamma r ( g_i - dbeta / M - xhat_i * dgamma / M )                              (3)
+//
+// Two passes per channel: the sums (1) and (2), then (3) for every element. Written with
+// d_i = x_i - mu (so xhat_i = d_i r), (3) is dx_i = a g_i + b d_i + c with
+//   a = gamma r,   b = -gamma r^3 dgamma' / M,   c = -gamma r dbeta / M
+// where dgamma' = sum_j g_j d_j = dgamma / r.
+//
+// The running variance uses the unbiased estimate var * M / (M - 1), as PyTorch does, while the
+// normalisation uses the biased var: both are PyTorch's documented behaviour.
+#include "nn/kernels/batchnorm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "nn/kernels/common.h"
+
+namespace sleepnet::kernels {
+
+void BatchNormGeom::validate(const char* who) const {
+  const std::string w = std::string(who) + " (nn/kernels/batchnorm.h BatchNormGeom)";
+  require(N >= 1, w.c_str(), "N = " + std::to_string(N) + ", expected >= 1");
+  require(C >= 1, w.c_str(), "C = " + std::to_string(C) + ", expected >= 1");
+  require(HW >= 1, w.c_str(), "HW = " + std::to_string(HW) + ", expected >= 1");
+  require(eps >= 0.f, w.c_str(), "eps = " + std::to_string(eps) + ", expected >= 0");
+  require(momentum >= 0.f && momentum <= 1.f, w.c_str(),
+          "momentum = " + std::to_string(momentum) + ", expected in [0, 1]");
+}
+
+namespace {
+
+void check_train(const BatchNormGeom& g, const char* who) {
+  g.validate(who);
+  require(g.N * g.HW > 1, who,
+          "expected more than 1 value per channel when training, got N*HW = " +
+              std::to_string(g.N * g.HW) + " (nn/kernels/batchnorm.h)");
+}
+
+void check_pointers(const char* who, std::initializer_list<const void*> ptrs) {
+  for (const void* p : ptrs) require(p != nullptr, who, "a required array pointer is null");
+}
+
+// Shifted sums over n values: s1 += sum (p - k), s2 += sum (p - k)^2. Float lanes over blocks of
+// 512 values (vectorizable), each block flushed into double: accurate for any n.
+void shifted_moments(const float* __restrict p, int64_t n, float k, double& s1, double& s2) {
+  constexpr int64_t kBlock = 512;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = std::min(n, b + kBlock);
+    float a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, q[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = b;
+    for (; i + 8 <= e; i += 8)
+      for (int l = 0; l < 8; ++l) {
+        const float d = p[i + l] - k;
+        a[l] += d;
+        q[l] += d * d;
+      }
+    for (; i < e; ++i) {
+      const float d = p[i] - k;
+      a[0] += d;
+      q[0] += d * d;
+    }
+    for (int l = 0; l < 8; ++l) s1 += a[l], s2 += q[l];
+  }
+}
+
+// sg += sum g, sgd += sum g * (x - mu), same blocking as above.
+void grad_sums(const float* __restrict gp, const float* __restrict xp, int64_t n, float mu, double& sg,
+               double& sgd) {
+  constexpr int64_t kBlock = 512;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = std::min(n, b + kBlock);
+    float a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, q[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = b;
+    for (; i + 8 <= e; i += 8)
+      for (int l = 0; l < 8; ++l) {
+        a[l] += gp[i + l];
+        q[l] += gp[i + l] * (xp[i + l] - mu);
+      }
+    for (; i < e; ++i) {
+      a[0] += gp[i];
+      q[0] += gp[i] * (xp[i] - mu);
+    }
+    for (int l = 0; l < 8; ++l) sg += a[l], sgd += q[l];
+  }
+}
+
+// y = x * alpha + beta over n values, optionally clamped to [0, 6].
+template <bool kRelu6>
+void affine(const float* __restrict x, float alpha, float beta, float* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float v = x[i] * alpha + beta;
+    if constexpr (kRelu6) v = std::min(std::max(v, 0.f), 6.f);
+    y[i] = v;
+  }
+}
+
+// Per-channel alpha = weight / sqrt(var + eps), beta = bias - mean * alpha, from running stats.
+void eval_coefficients(const BatchNormGeom& g, const float* weight, const float* bias,
+                       const float* running_mean, const float* running_var, float* alpha, float* beta) {
+  for (int64_t c = 0; c < g.C; ++c) {
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + g.eps);
+    const double a = (weight ? weight[c] : 1.0) * invstd;
+    alpha[c] = static_cast<float>(a);
+    beta[c] = static_cast<float>((bias ? bias[c] : 0.0) - running_mean[c] * a);
+  }
+}
+
+template <bool kRelu6>
+void eval_forward(const char* who, const BatchNormGeom& g, const float* x, const float* weight,
+                  const float* bias, const float* running_mean, const float* running_var, float* y) {
+  g.validate(who);
+  check_pointers(who, {x, running_mean, running_var, y});
+  float* alpha = scratch(0, 2 * g.C);
+  float* beta = alpha + g.C;
+  eval_coefficients(g, weight, bias, running_mean, running_var, alpha, beta);
+  const int64_t C = g.C, HW = g.HW;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < g.N * C; ++p) affine<kRelu6>(x + p * HW, alpha[p % C], beta[p % C], y + p * HW, HW);
+}
+
+}  // namespace
+
+// ---- train forward ---------------------------------------------------------------------------------
+
+void batchnorm_forward_train(const BatchNormGeom& g, const float* x, const float* weight,
+                             const float* bias, float* y, float* save_mean, float* save_invstd,
+                             float* running_mean, float* running_var) {
+  const char* who = "batchnorm_forward_train";
+  check_train(g, who);
+  check_pointers(who, {x, y, save_mean, save_invstd});
+  require((running_mean == nullptr) == (running_var == nullptr), who,
+          "running_mean and running_var must both be given or both be null");
+  const int64_t N = g.N, C = g.C, HW = g.HW, M = N * HW;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    // Statistics, shifted by the channel's first value so that sum of squares does not cancel.
+    const float k = x[c * HW];
+    double s1 = 0.0, s2 = 0.0;
+    for (int64_t n = 0; n < N; ++n) shifted_moments(x + (n * C + c) * HW, HW, k, s1, s2);
+    const double dmean = s1 / M;
+    const double var = std::max(0.0, s2 / M - dmean * dmean);  // biased
+    const double mean = k + dmean;
+    const double invstd = 1.0 / std::sqrt(var + g.eps);
+    save_mean[c] = static_cast<float>(mean);
+    save_invstd[c] = static_cast<float>(invstd);
+    if (running_mean) {
+      const double m = g.momentum;
+      running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
+      running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * var * M / (M - 1));
+    }
+    const double a = (weight ? weight[c] : 1.0) * invstd;
+    const float alpha = static_cast<float>(a);
+    const float beta = static_cast<float>((bias ? bias[c] : 0.0) - mean * a);
+    for (int64_t n = 0; n < N; ++n) affine<false>(x + (n * C + c) * HW, alpha, beta, y + (n * C + c) * HW, HW);
+  }
+}
+
+void batchnorm_forward_train_ref(const BatchNormGeom& g, const float* x, const float* weight,
+                                 const float* bias, float* y, float* save_mean, float* save_invstd,
+                                 float* running_mean, float* running_var) {
+  const char* who = "batchnorm_forward_train_ref";
+  check_train(g, who);
+  check_pointers(who, {x, y, save_mean, save_invstd});
+  const int64_t N = g.N, C = g.C, HW = g.HW, M = N * HW;
+  for (int64_t c = 0; c < C; ++c) {
+    double sum = 0.0;  // two passes, in double: mean, then variance
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) sum += x[(n * C + c) * HW + i];
+    const double mean = sum / M;
+    double ss = 0.0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) {
+        const double d = x[(n * C + c) * HW + i] - mean;
+        ss += d * d;
+      }
+    const double var = ss / M;
+    const double invstd = 1.0 / std::sqrt(var + g.eps);
+    save_mean[c] = static_cast<float>(mean);
+    save_invstd[c] = static_cast<float>(invstd);
+    if (running_mean) {
+      running_mean[c] = static_cast<float>((1.0 - g.momentum) * running_mean[c] + g.momentum * mean);
+      running_var[c] = static_cast<float>((1.0 - g.momentum) * running_var[c] +
+                                          g.momentum * var * M / (M - 1));
+    }
+    const double w = weight ? weight[c] : 1.0, b = bias ? bias[c] : 0.0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) {
+        const int64_t j = (n * C + c) * HW + i;
+        y[j] = static_cast<float>((x[j] - mean) * invstd * w + b);
+      }
+  }
+}
+
+// ---- eval forward ----------------------------------------------------------------------------------
+
+void batchnorm_forward_eval(const BatchNormGeom& g, const float* x, const float* weight,
+                            const float* bias, const float* running_mean, const float* running_var,
+                            float* y) {
+  eval_forward<false>("batchnorm_forward_eval", g, x, weight, bias, running_mean, running_var, y);
+}
+
+void batchnorm_relu6_eval(const BatchNormGeom& g, const float* x, const float* weight,
+                          const float* bias, const float* running_mean, const float* running_var,
+                          float* y) {
+  eval_forward<true>("batchnorm_relu6_eval", g, x, weight, bias, running_mean, running_var, y);
+}
+
+void batchnorm_forward_eval_ref(const BatchNormGeom& g, const float* x, const float* weight,
+                                const float* bias, const float* running_mean,
+                                const float* running_var, float* y) {
+  g.validate("batchnorm_forward_eval_ref");
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t c = 0; c < g.C; ++c) {
+      const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + g.eps);
+      const double w = weight ? weight[c] : 1.0, b = bias ? bias[c] : 0.0;
+      for (int64_t i = 0; i < g.HW; ++i) {
+        const int64_t j = (n * g.C + c) * g.HW + i;
+        y[j] = static_cast<float>((x[j] - running_mean[c]) * invstd * w + b);
+      }
+    }
+}
+
+void batchnorm_relu6_eval_ref(const BatchNormGeom& g, const float* x, const float* weight,
+                              const float* bias, const float* running_mean,
+                              const float* running_var, float* y) {
+  batchnorm_forward_eval_ref(g, x, weight, bias, running_mean, running_var, y);
+  for (int64_t j = 0; j < g.N * g.C * g.HW; ++j) y[j] = std::min(std::max(y[j], 0.f), 6.f);
+}
+
+// ---- backward ----------------------------------------------------------------------------------------
+
+void batchnorm_backward(const BatchNormGeom& g, const float* x, const float* dy, const float* weight,
+                        const float* save_mean, const float* save_invstd, float* dx, float* dweight,
+                        float* dbias) {
+  const char* who = "batchnorm_backward";
+  check_train(g, who);
+  check_pointers(who, {x, dy, save_mean, save_invstd, dx});
+  const int64_t N = g.N, C = g.C, HW = g.HW, M = N * HW;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    const float mu = save_mean[c];
+    const double r = save_invstd[c];
+    double sg = 0.0, sgd = 0.0;  // sum g, sum g * (x - mu)
+    for (int64_t n = 0; n < N; ++n) grad_sums(dy + (n * C + c) * HW, x + (n * C + c) * HW, HW, mu, sg, sgd);
+    if (dbias) dbias[c] = static_cast<float>(sg);      // (1)
+    if (dweight) dweight[c] = static_cast<float>(sgd * r);  // (2)
+    const double gamma = weight ? weight[c] : 1.0;
+    const float a = static_cast<float>(gamma * r);                  // (3): dx = a g + b (x - mu) + c0
+    const float b = static_cast<float>(-gamma * r * r * r * sgd / M);
+    const float c0 = static_cast<float>(-gamma * r * sg / M);
+    for (int64_t n = 0; n < N; ++n) {
+      const float* __restrict gp = dy + (n * C + c) * HW;
+      const float* __restrict xp = x + (n * C + c) * HW;
+      float* __restrict dp = dx + (n * C + c) * HW;
+      for (int64_t i = 0; i < HW; ++i) dp[i] = a * gp[i] + b * (xp[i] - mu) + c0;
+    }
+  }
+}
+
+void batchnorm_backward_ref(const BatchNormGeom& g, const float* x, const float* dy,
+                            const float* weight, const float* save_mean, const float* save_invstd,
+                            float* dx, float* dweight, float* dbias) {
+  const char* who = "batchnorm_backward_ref";
+  check_train(g, who);
+  check_pointers(who, {x, dy, save_mean, save_invstd, dx});
+  const int64_t N = g.N, C = g.C, HW = g.HW, M = N * HW;
+  for (int64_t c = 0; c < C; ++c) {
+    const double mu = save_mean[c], r = save_invstd[c], gamma = weight ? weight[c] : 1.0;
+    double dbeta = 0.0, dgamma = 0.0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) {
+        const int64_t j = (n * C + c) * HW + i;
+        dbeta += dy[j];                    // (1)
+        dgamma += dy[j] * (x[j] - mu) * r;  // (2)
+      }
+    if (dbias) dbias[c] = static_cast<float>(dbeta);
+    if (dweight) dweight[c] = static_cast<float>(dgamma);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) {
+        const int64_t j = (n * C + c) * HW + i;
+        const double xhat = (x[j] - mu) * r;
+        dx[j] = static_cast<float>(gamma * r * (dy[j] - dbeta / M - xhat * dgamma / M));  // (3)
+      }
+  }
+}
+
+// ---- eval-mode backward ------------------------------------------------------------------------------
+
+void batchnorm_backward_eval(const BatchNormGeom& g, const float* x, const float* dy,
+                             const float* weight, const float* running_mean,
+                             const float* running_var, float* dx, float* dweight, float* dbias) {
+  const char* who = "batchnorm_backward_eval";
+  g.validate(who);
+  check_pointers(who, {x, dy, running_mean, running_var, dx});
+  const int64_t N = g.N, C = g.C, HW = g.HW;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    const double r = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + g.eps);
+    const float mu = running_mean[c];
+    if (dweight || dbias) {
+      double sg = 0.0, sgd = 0.0;
+      for (int64_t n = 0; n < N; ++n) grad_sums(dy + (n * C + c) * HW, x + (n * C + c) * HW, HW, mu, sg, sgd);
+      if (dbias) dbias[c] = static_cast<float>(sg);
+      if (dweight) dweight[c] = static_cast<float>(sgd * r);
+    }
+    const float a = static_cast<float>((weight ? weight[c] : 1.0) * r);
+    for (int64_t n = 0; n < N; ++n) {
+      const float* __restrict gp = dy + (n * C + c) * HW;
+      float* __restrict dp = dx + (n * C + c) * HW;
+      for (int64_t i = 0; i < HW; ++i) dp[i] = a * gp[i];
+    }
+  }
+}
+
+void batchnorm_backward_eval_ref(const BatchNormGeom& g, const float* x, const float* dy,
+                                 const float* weight, const float* running_mean,
+                                 const float* running_var, float* dx, float* dweight, float* dbias) {
+  const char* who = "batchnorm_backward_eval_ref";
+  g.validate(who);
+  check_pointers(who, {x, dy, running_mean, running_var, dx});
+  for (int64_t c = 0; c < g.C; ++c) {
+    const double r = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + g.eps);
+    const double gamma = weight ? weight[c] : 1.0;
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t i = 0; i < g.HW; ++i) {
+        const int64_t j = (n * g.C + c) * g.HW + i;
+        sg += dy[j];
+        sgx += dy[j] * (x[j] - running_mean[c]) * r;
+        dx[j] = static_cast<float>(dy[j] * gamma * r);
+      }
+    if (dbias) dbias[c] = static_cast<float>(sg);
+    if (dweight) dweight[c] = static_cast<float>(sgx);
+  }
+}
+
+}  // namespace sleepnet::kernels

@@ -1,0 +1,75 @@
+// nn/kernels/batchnorm.h: BatchNorm2d kernels with PyTorch's exact semantics.
+//
+// For each channel c, over its M = N*H*W values:
+//
+//   train:  mean = sum(x) / M,  var = sum((x - mean)^2) / M   (biased: used to normalise)
+//           invstd = 1 / sqrt(var + eps)
+//           y = (x - mean) * invstd * weight + bias
+//           running_mean = (1 - momentum) * running_mean + momentum * mean
+//           running_var  = (1 - momentum) * running_var  + momentum * var * M / (M - 1)  (unbiased!)
+//           save_mean, save_invstd are kept for the backward pass.
+//   eval:   y = (x - running_mean) / sqrt(running_var + eps) * weight + bias
+//
+// As PyTorch's CPU kernel does, y is computed as x * alpha + beta with alpha = weight * invstd and
+// beta = bias - mean * alpha. Sums are accumulated in double (blocks of float lanes flushed into
+// double), so statistics match PyTorch to float precision even for 100k values per channel.
+// Work is split over channels (train, backward) or over (n, c) planes (eval) with OpenMP.
+//
+// Shapes: x, y, dy, dx [N, C, HW] (NCHW with H*W flattened); everything else [C].
+// weight (gamma) and bias (beta) may be null (affine = false: weight 1, bias 0). running_mean and
+// running_var may be null in train mode (track_running_stats = false). dweight and dbias may be
+// null when not wanted. The backward pass is derived in batchnorm.cpp.
+#pragma once
+
+#include <cstdint>
+
+namespace sleepnet::kernels {
+
+struct BatchNormGeom {
+  int64_t N = 1, C = 1, HW = 1;  // x: [N, C, HW]
+  float eps = 1e-5f;
+  float momentum = 0.1f;  // PyTorch's default; momentum = None (cumulative average) is not supported
+  // Throws sleepnet::Error naming the field (sizes < 1, eps < 0, momentum outside [0, 1]).
+  void validate(const char* who) const;
+};
+
+void batchnorm_forward_train(const BatchNormGeom& g, const float* x, const float* weight,
+                             const float* bias, float* y, float* save_mean, float* save_invstd,
+                             float* running_mean, float* running_var);
+void batchnorm_forward_train_ref(const BatchNormGeom& g, const float* x, const float* weight,
+                                 const float* bias, float* y, float* save_mean, float* save_invstd,
+                                 float* running_mean, float* running_var);
+
+void batchnorm_forward_eval(const BatchNormGeom& g, const float* x, const float* weight,
+                            const float* bias, const float* running_mean, const float* running_var,
+                            float* y);
+void batchnorm_forward_eval_ref(const BatchNormGeom& g, const float* x, const float* weight,
+                                const float* bias, const float* running_mean,
+                                const float* running_var, float* y);
+
+// Inference fusion: y = min(max(batchnorm_eval(x), 0), 6) in one pass over memory.
+void batchnorm_relu6_eval(const BatchNormGeom& g, const float* x, const float* weight,
+                          const float* bias, const float* running_mean, const float* running_var,
+                          float* y);
+void batchnorm_relu6_eval_ref(const BatchNormGeom& g, const float* x, const float* weight,
+                              const float* bias, const float* running_mean,
+                              const float* running_var, float* y);
+
+// Backward of the train-mode forward, from the statistics it saved. dx is overwritten.
+void batchnorm_backward(const BatchNormGeom& g, const float* x, const float* dy, const float* weight,
+                        const float* save_mean, const float* save_invstd, float* dx, float* dweight,
+                        float* dbias);
+void batchnorm_backward_ref(const BatchNormGeom& g, const float* x, const float* dy,
+                            const float* weight, const float* save_mean, const float* save_invstd,
+                            float* dx, float* dweight, float* dbias);
+
+// Backward of the eval-mode forward (statistics are constants): dx = dy * weight * invstd,
+// dweight = sum(dy * xhat), dbias = sum(dy), with invstd from the running variance.
+void batchnorm_backward_eval(const BatchNormGeom& g, const float* x, const float* dy,
+                             const float* weight, const float* running_mean,
+                             const float* running_var, float* dx, float* dweight, float* dbias);
+void batchnorm_backward_eval_ref(const BatchNormGeom& g, const float* x, const float* dy,
+                                 const float* weight, const float* running_mean,
+                                 const float* running_var, float* dx, float* dweight, float* dbias);
+
+}  // namespace sleepnet::kernels
