@@ -64,7 +64,7 @@ struct WarmupCosineOptions {
   int64_t total_steps = 0;            // T > W: the step at which the cosine reaches min_lr
   double warmup_start_factor = 0.0;   // s in [0, 1]: the warm-up starts at L * s
   double min_lr = 0.0;                // m in [0, L]
-  std::optional<double> base_lr;      // L; default: the optimizer's lr at construction
+  std::optional<double> base_lr = std::nullopt;  // L; default: the optimizer's lr at construction
 };
 
 class WarmupCosineLR : public LRScheduler {
@@ -79,7 +79,7 @@ class WarmupCosineLR : public LRScheduler {
 struct StepLROptions {
   int64_t step_size = 1;          // > 0
   double gamma = 0.1;             // > 0
-  std::optional<double> base_lr;  // default: the optimizer's lr at construction
+  std::optional<double> base_lr = std::nullopt;  // default: the optimizer's lr at construction
 };
 
 class StepLR : public LRScheduler {

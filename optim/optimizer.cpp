@@ -45,12 +45,8 @@ void Optimizer::init_state(std::vector<std::string> buffer_names) {
   state_.assign(params_.size(), ParamState{});
   for (size_t i = 0; i < params_.size(); ++i)
     for (size_t b = 0; b < buffer_names_.size(); ++b) state_[i].buffers.push_back(Tensor::zeros(params_[i].second.shape()));
-  // The state's names must not collide (a parameter called "w.exp_avg" beside one called "w").
-  std::set<std::string> names;
-  for (const auto& [name, p] : params_)
-    for (const auto& suffix : state_suffixes())
-      if (!names.insert(name + suffix).second)
-        throw Error(fmt::format("{}: two state entries would both be named '{}'; rename a parameter", who_, name + suffix));
+  // State names cannot collide: parameter names are unique and no suffix (".step", ".exp_avg",
+  // ".exp_avg_sq", ".momentum_buffer") ends with another one.
 }
 
 std::vector<std::string> Optimizer::state_suffixes() const {
