@@ -13,7 +13,8 @@ build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
-main: build
+main: configure
+	cmake --build $(BUILD) --target sleepnet_app -j $(JOBS)
 	$(BUILD)/apps/sleepnet demo
 bench: build
 	bash bench/run_all.sh $(BUILD)
