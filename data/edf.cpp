@@ -76,7 +76,7 @@ double number_field(std::string_view raw, const std::string& loc, std::vector<st
     v = detail::parse_double(comma);
     if (v) warnings.push_back(loc + ": decimal comma in " + quote(raw));
   }
-  if (!v) throw Error(loc + ": " + quote(raw) + " is not a number");
+  if (!v) throw Error(loc + ": " + quote(t) + " is not a number");
   return *v;
 }
 
@@ -90,7 +90,7 @@ int64_t int_field(std::string_view raw, const std::string& loc, std::vector<std:
       warnings.push_back(loc + ": integer written as " + quote(raw));
       return static_cast<int64_t>(*d);
     }
-    throw Error(loc + ": " + quote(raw) + " is not an integer");
+    throw Error(loc + ": " + quote(t) + " is not an integer");
   }
   if (t.size() != raw.size() && !raw.empty() && (raw.front() == ' ' || raw.back() == '\0'))
     warnings.push_back(loc + ": value " + quote(raw) + " is not left-aligned or is NUL-padded");
