@@ -261,7 +261,7 @@ Tensor from_json(const json& values, const Shape& shape) {
   return Tensor::from_vector(values.get<std::vector<float>>(), shape);
 }
 
-TEST(Golden, OptimizersMatchPyTorch) {
+TEST(OptimGolden, OptimizersMatchPyTorch) {
   const json doc = load_golden();
   std::vector<std::string> names;
   std::map<std::string, Shape> shapes;
