@@ -12,9 +12,12 @@
 //     denom = sqrt(v) / sqrt(bias_correction2) + eps    (eps added after the division)
 //     p <- p - (lr / bias_correction1) * m / denom
 //
-// Element-wise work is float32, in the same order as PyTorch's kernels; the per-step scalars are
-// computed in double and rounded to float once, as PyTorch does when it passes a Python float
-// to a float32 kernel.
+// The element-wise work is the fused kernel kernels::adam_step (nn/kernels/adam.h): float32, in
+// PyTorch's operation order (m is updated as exp_avg.lerp_(g, 1 - beta1), as PyTorch 2.x does;
+// 1.13 wrote mul_ + add_, which can differ in the last bit). The per-step scalars are computed in
+// double and rounded to float once, as PyTorch does when it passes a Python float to a float32
+// kernel. Each parameter keeps its own step count t, so a parameter that missed some steps (no
+// gradient) gets the bias correction of the updates it actually received, as in PyTorch.
 #pragma once
 
 #include <string>

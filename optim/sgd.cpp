@@ -1,4 +1,6 @@
 // optim/sgd.cpp: SGD with momentum (see sgd.h for the update and its PyTorch correspondence).
+// The element-wise update is the fused kernel kernels::sgd_step (nn/kernels/adam.h); this file
+// keeps the momentum buffers and step counts.
 #include "optim/sgd.h"
 
 #include <cmath>
@@ -6,44 +8,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "nn/kernels/adam.h"
 #include "tensor/ops.h"
 
 namespace sleepnet::optim {
-
-namespace {
-
-// Scalars rounded to float once, as PyTorch passes Python floats to its float32 kernels.
-struct SGDScalars {
-  float weight_decay;
-  float momentum;
-  float one_minus_dampening;
-  float neg_lr;
-};
-
-// p: [n] updated in place; g: [n]; buf: [n] momentum buffer (nullptr when momentum == 0).
-// first: the parameter's first update (the buffer starts as a copy of the gradient).
-void sgd_update(float* __restrict p, const float* __restrict g, float* __restrict buf, int64_t n, const SGDScalars& s,
-                bool decay, bool first, bool nesterov) {
-#pragma omp parallel for schedule(static) if (n >= 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    float gi = g[i];
-    if (decay) gi = gi + s.weight_decay * p[i];          // grad.add(param, alpha=wd)
-    if (buf) {
-      float b;
-      if (first) {
-        b = gi;                                          // buf = clone(grad)
-      } else {
-        b = buf[i] * s.momentum;                         // buf.mul_(momentum)
-        b = b + s.one_minus_dampening * gi;              //    .add_(grad, alpha=1 - dampening)
-      }
-      buf[i] = b;
-      gi = nesterov ? gi + s.momentum * b : b;           // grad.add(buf, alpha=momentum) or buf
-    }
-    p[i] = p[i] + s.neg_lr * gi;                         // param.add_(grad, alpha=-lr)
-  }
-}
-
-}  // namespace
 
 SGD::SGD(NamedTensors params, const SGDOptions& o)
     : Optimizer(std::move(params), o.lr, "SGD"),
@@ -66,11 +34,8 @@ SGD::SGD(NamedTensors params, const SGDOptions& o)
 }
 
 void SGD::step() {
-  SGDScalars s{};
-  s.weight_decay = static_cast<float>(weight_decay_);
-  s.momentum = static_cast<float>(momentum_);
-  s.one_minus_dampening = static_cast<float>(1.0 - dampening_);
-  s.neg_lr = static_cast<float>(-lr_);
+  const kernels::SgdHyper hyper{.lr = lr_, .momentum = momentum_, .dampening = dampening_,
+                                .weight_decay = weight_decay_, .nesterov = nesterov_};
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i].second;
     const Tensor grad = p.grad();
@@ -81,7 +46,8 @@ void SGD::step() {
     const Tensor g = raw::contiguous(grad);
     ParamState& st = state_[i];
     float* buf = st.buffers.empty() ? nullptr : st.buffers[0].data();
-    sgd_update(p.data(), g.data(), buf, p.numel(), s, weight_decay_ != 0.0, st.step == 0, nesterov_);
+    // The buffer starts as a copy of the gradient on the parameter's first update (PyTorch's `buf is None`).
+    kernels::sgd_step(p.numel(), p.data(), g.data(), buf, /*first_step=*/st.step == 0, hyper);
     st.step += 1;
   }
 }
