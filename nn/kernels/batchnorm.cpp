@@ -55,6 +55,9 @@ void BatchNormGeom::validate(const char* who) const {
 
 namespace {
 
+// Below this many elements a batch-norm pass runs on one thread (waking the team costs more).
+constexpr int64_t kMinParallel = 1 << 15;
+
 void check_train(const BatchNormGeom& g, const char* who) {
   g.validate(who);
   require(g.N * g.HW > 1, who,
@@ -140,7 +143,7 @@ void eval_forward(const char* who, const BatchNormGeom& g, const float* x, const
   float* beta = alpha + g.C;
   eval_coefficients(g, weight, bias, running_mean, running_var, alpha, beta);
   const int64_t C = g.C, HW = g.HW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.N * g.C * g.HW >= kMinParallel)
   for (int64_t p = 0; p < g.N * C; ++p) affine<kRelu6>(x + p * HW, alpha[p % C], beta[p % C], y + p * HW, HW);
 }
 
@@ -157,7 +160,7 @@ void batchnorm_forward_train(const BatchNormGeom& g, const float* x, const float
   require((running_mean == nullptr) == (running_var == nullptr), who,
           "running_mean and running_var must both be given or both be null");
   const int64_t N = g.N, C = g.C, HW = g.HW, M = N * HW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.N * g.C * g.HW >= kMinParallel)
   for (int64_t c = 0; c < C; ++c) {
     // Statistics, shifted by the channel's first value so that sum of squares does not cancel.
     const float k = x[c * HW];
@@ -262,7 +265,7 @@ void batchnorm_backward(const BatchNormGeom& g, const float* x, const float* dy,
   check_train(g, who);
   check_pointers(who, {x, dy, save_mean, save_invstd, dx});
   const int64_t N = g.N, C = g.C, HW = g.HW, M = N * HW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.N * g.C * g.HW >= kMinParallel)
   for (int64_t c = 0; c < C; ++c) {
     const float mu = save_mean[c];
     const double r = save_invstd[c];
@@ -319,7 +322,7 @@ void batchnorm_backward_eval(const BatchNormGeom& g, const float* x, const float
   g.validate(who);
   check_pointers(who, {x, dy, running_mean, running_var, dx});
   const int64_t N = g.N, C = g.C, HW = g.HW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.N * g.C * g.HW >= kMinParallel)
   for (int64_t c = 0; c < C; ++c) {
     const double r = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + g.eps);
     const float mu = running_mean[c];

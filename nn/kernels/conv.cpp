@@ -89,6 +89,12 @@ void col2im_channels(const Conv2dGeom& g, const float* __restrict col, float* __
   }
 }
 
+// Below this many flops a convolution runs on one thread: waking a thread team costs more than
+// it saves (and far more when the machine is oversubscribed).
+constexpr double kMinParallelFlops = 1e6;
+
+int conv_threads(const Conv2dGeom& g) { return g.flops() >= kMinParallelFlops ? max_threads() : 1; }
+
 ConvThreading resolve(ConvThreading mode, int64_t items, int threads) {
   if (mode != ConvThreading::Auto) return mode;
   if (threads <= 1 || items >= threads) return ConvThreading::Images;
@@ -192,7 +198,7 @@ void conv2d_forward(const Conv2dGeom& g, const float* x, const float* w, const f
   const int64_t G = g.groups, Cg = g.Cg(), OCg = g.OCg(), K = g.col_rows();
   const int64_t HW = g.H * g.W, OHW = g.OH() * g.OW(), items = g.N * G;
   const bool pointwise = g.is_pointwise();
-  const int T = max_threads();
+  const int T = conv_threads(g);
   mode = resolve(mode, items, T);
 
   // y_g[:, j0:j1] = w_g * col[:, j0:j1] (+ bias) for one (image n, group gi).
@@ -211,7 +217,7 @@ void conv2d_forward(const Conv2dGeom& g, const float* x, const float* w, const f
 
   if (mode == ConvThreading::Images) {
     BlasThreads blas(1);
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) num_threads(T)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t n = item / G, gi = item % G;
       const float* col = image(n, gi);
@@ -228,7 +234,7 @@ void conv2d_forward(const Conv2dGeom& g, const float* x, const float* w, const f
     for (int64_t item = 0; item < items; ++item) {
       const int64_t n = item / G, gi = item % G;
       const float* col = pointwise ? image(n, gi) : buf;
-#pragma omp parallel
+#pragma omp parallel num_threads(T)
       {
         if (!pointwise) {
 #pragma omp for schedule(static)
@@ -249,7 +255,7 @@ void conv2d_forward(const Conv2dGeom& g, const float* x, const float* w, const f
       const int64_t n = item / G, gi = item % G;
       const float* col = pointwise ? image(n, gi) : buf;
       if (!pointwise) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(T)
         for (int64_t r = 0; r < K; ++r) im2col_rows(g, image(n, gi), buf, r, r + 1);
       }
       product(n, gi, col, 0, OHW);
@@ -281,7 +287,7 @@ void conv2d_backward_data(const Conv2dGeom& g, const float* dy, const float* w, 
   const int64_t G = g.groups, Cg = g.Cg(), OCg = g.OCg(), K = g.col_rows();
   const int64_t HW = g.H * g.W, OHW = g.OH() * g.OW(), items = g.N * G;
   const bool pointwise = g.is_pointwise();
-  const int T = max_threads();
+  const int T = conv_threads(g);
   mode = resolve(mode, items, T);
 
   // dcol[:, j0:j1] = w_g^T * dy_g[:, j0:j1] for one (image n, group gi).
@@ -294,7 +300,7 @@ void conv2d_backward_data(const Conv2dGeom& g, const float* dy, const float* w, 
 
   if (mode == ConvThreading::Images) {
     BlasThreads blas(1);
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) num_threads(T)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t n = item / G, gi = item % G;
       float* dcol = pointwise ? image(n, gi) : scratch(0, K * OHW);
@@ -307,7 +313,7 @@ void conv2d_backward_data(const Conv2dGeom& g, const float* dy, const float* w, 
     for (int64_t item = 0; item < items; ++item) {
       const int64_t n = item / G, gi = item % G;
       float* dcol = pointwise ? image(n, gi) : buf;
-#pragma omp parallel
+#pragma omp parallel num_threads(T)
       {
         const int parts = team_size();
 #pragma omp for schedule(static)
@@ -329,7 +335,7 @@ void conv2d_backward_data(const Conv2dGeom& g, const float* dy, const float* w, 
       float* dcol = pointwise ? image(n, gi) : buf;
       product(n, gi, dcol, 0, OHW);
       if (!pointwise) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(T)
         for (int64_t c = 0; c < Cg; ++c) col2im_channels(g, buf, image(n, gi), c, c + 1);
       }
     }
@@ -356,7 +362,7 @@ void conv2d_backward_weight(const Conv2dGeom& g, const float* x, const float* dy
   const int64_t G = g.groups, Cg = g.Cg(), OCg = g.OCg(), K = g.col_rows();
   const int64_t HW = g.H * g.W, OHW = g.OH() * g.OW(), items = g.N * G, wn = g.w_numel();
   const bool pointwise = g.is_pointwise();
-  const int T = max_threads();
+  const int T = conv_threads(g);
   mode = resolve(mode, items, T);
 
   auto image = [&](int64_t n, int64_t gi) { return x + (n * g.C + gi * Cg) * HW; };
@@ -374,7 +380,7 @@ void conv2d_backward_weight(const Conv2dGeom& g, const float* x, const float* dy
     BlasThreads blas(1);
     std::vector<float*> partial(static_cast<size_t>(T), nullptr);
     int used = 1;
-#pragma omp parallel
+#pragma omp parallel num_threads(T)
     {
       const int t = thread_num();
 #pragma omp single
@@ -408,7 +414,7 @@ void conv2d_backward_weight(const Conv2dGeom& g, const float* x, const float* dy
       const int64_t n = item / G, gi = item % G;
       const float* col = pointwise ? image(n, gi) : buf;
       const float beta = n == 0 ? 0.f : 1.f;
-#pragma omp parallel
+#pragma omp parallel num_threads(T)
       {
         if (!pointwise) {
 #pragma omp for schedule(static)
@@ -429,7 +435,7 @@ void conv2d_backward_weight(const Conv2dGeom& g, const float* x, const float* dy
       const int64_t n = item / G, gi = item % G;
       const float* col = pointwise ? image(n, gi) : buf;
       if (!pointwise) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(T)
         for (int64_t r = 0; r < K; ++r) im2col_rows(g, image(n, gi), buf, r, r + 1);
       }
       product(n, gi, col, dw, n == 0 ? 0.f : 1.f, 0, OCg);
@@ -459,7 +465,7 @@ void conv2d_backward_bias(int64_t N, int64_t OC, int64_t P, const float* dy, flo
   require(N >= 1 && OC >= 1 && P >= 1, "conv2d_backward_bias (nn/kernels/conv.h)",
           "N, OC, P must be >= 1, got " + std::to_string(N) + ", " + std::to_string(OC) + ", " +
               std::to_string(P));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * OC * P >= (1 << 15))
   for (int64_t oc = 0; oc < OC; ++oc) {
     double s = 0.0;
     for (int64_t n = 0; n < N; ++n) s += sum_lanes(dy + (n * OC + oc) * P, P);

@@ -51,6 +51,11 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Below this many multiply-adds a depthwise pass runs on one thread (waking the team costs more).
+constexpr int64_t kMinParallelMacs = 1 << 16;
+
+[[maybe_unused]] bool worth_threads(const Conv2dGeom& g) { return g.N * g.C * g.OH() * g.OW() * g.KH * g.KW >= kMinParallelMacs; }
+
 void check_depthwise(const Conv2dGeom& g, const char* who) {
   g.validate(who);
   require(g.groups == g.C && g.OC == g.C, who,
@@ -236,7 +241,7 @@ void backward_data_plane(const Conv2dGeom& g, const float* dy, const float* w, f
 void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
   check_depthwise(g, "depthwise_forward");
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(g))
   for (int64_t p = 0; p < g.N * C; ++p) {
     const int64_t c = p % C;
     forward_plane(g, x + p * HW, w + c * KK, bias ? bias[c] : 0.f, y + p * OHW);
@@ -246,7 +251,7 @@ void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, cons
 void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
   check_depthwise(g, "depthwise_backward_data");
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(g))
   for (int64_t p = 0; p < g.N * C; ++p) backward_data_plane(g, dy + p * OHW, w + (p % C) * KK, dx + p * HW);
 }
 
@@ -254,7 +259,7 @@ void depthwise_backward_weight(const Conv2dGeom& g, const float* x, const float*
   check_depthwise(g, "depthwise_backward_weight");
   const int64_t C = g.C, H = g.H, W = g.W, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
   const int64_t SH = g.SH, SW = g.SW, PH = g.PH, PW = g.PW;
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(g))
   {
     std::vector<double> acc(static_cast<size_t>(KH * KW));
 #pragma omp for schedule(static)
