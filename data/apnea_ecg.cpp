@@ -228,7 +228,7 @@ std::vector<Window> apnea_windows_from_annotations(const std::vector<WfdbAnnotat
 Record load_apnea_ecg_record(const std::string& record_path, const ApneaEcgTable* table,
                              const LoadOptions& options) {
   LoadOptions opts = options;
-  opts.windows = LoadOptions::Windows::Minutes;
+  if (opts.windows == LoadOptions::Windows::Auto) opts.windows = LoadOptions::Windows::Minutes;
   Record r = load_wfdb_record(record_path, opts);
   r.database = Database::ApneaEcg;
   r.meta.night = apnea_ecg_night(r.id);

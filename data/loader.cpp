@@ -70,6 +70,7 @@ Batch DataLoader::make_batch(const std::vector<int64_t>& order, int64_t index, i
     out.record[k] = info.record;
     out.start_s[k] = info.start_s;
   }
+  if (options_.transform) options_.transform(out);
   return out;
 }
 

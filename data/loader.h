@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -38,14 +39,6 @@
 #include "tensor/tensor.h"
 
 namespace sleepnet::data {
-
-struct LoaderOptions {
-  int64_t batch_size = 64;
-  bool shuffle = true;
-  bool drop_last = false;
-  uint64_t seed = 0;
-  int prefetch = 2;   // batches prepared ahead by the background thread, 0..8 (0: no thread)
-};
 
 struct Batch {
   Tensor images;                 // [N, C, H, W]
@@ -56,6 +49,18 @@ struct Batch {
   int64_t epoch = 0;
   int64_t index = 0;             // batch number within the epoch
   int64_t size() const { return static_cast<int64_t>(sample.size()); }
+};
+
+struct LoaderOptions {
+  int64_t batch_size = 64;
+  bool shuffle = true;
+  bool drop_last = false;
+  uint64_t seed = 0;
+  int prefetch = 2;   // batches prepared ahead by the background thread, 0..8 (0: no thread)
+  // Applied to every batch right after it is made, on the producer thread (augmentation, checks).
+  // Must be deterministic in the batch (use batch.epoch / batch.index for any randomness) and
+  // must not touch state shared with the consumer. An exception it throws reaches next().
+  std::function<void(Batch&)> transform;
 };
 
 class DataLoader {

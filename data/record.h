@@ -142,7 +142,8 @@ struct LoadOptions {
   bool r_amplitudes = true;
   // Windows of a WFDB record that has both label files (synthetic records write .apn and .st):
   // Auto = minutes from .apn if present, else 30-s epochs from .st, else unlabelled minutes;
-  // Minutes / Epochs force the kind (unlabelled when its label file is absent).
+  // Minutes / Epochs force the kind (unlabelled when its label file is absent). The Apnea-ECG
+  // adapter's Auto is Minutes, slpdb's is Epochs.
   enum class Windows { Auto, Minutes, Epochs };
   Windows windows = Windows::Auto;
 };

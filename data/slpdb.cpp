@@ -133,7 +133,7 @@ SlpdbAhi slpdb_ahi(const Record& record, SlpdbEventCount counting) {
 
 Record load_slpdb_record(const std::string& record_path, const LoadOptions& options) {
   LoadOptions opts = options;
-  opts.windows = LoadOptions::Windows::Epochs;
+  if (opts.windows == LoadOptions::Windows::Auto) opts.windows = LoadOptions::Windows::Epochs;
   Record r = load_wfdb_record(record_path, opts);
   r.database = Database::Slpdb;
   // slp01a and slp01b are two parts of one night of one subject.
