@@ -53,13 +53,13 @@ enum class Target { Apnea, Sleep };  // which window label a sample carries
 enum class RecordNormalization { None, ZScore };
 
 struct DatasetOptions {
-  SpectrogramSettings spectrogram;  // image design (context, STFT, size, channels)
-  CleanConfig clean;                // beat cleaning before the images (data/signal.h)
+  SpectrogramSettings spectrogram{};  // image design (context, STFT, size, channels)
+  CleanConfig clean{};              // beat cleaning before the images (data/signal.h)
   Target target = Target::Apnea;
   double min_coverage = 0.5;        // drop windows whose beat coverage is below this ([0, 1])
   bool keep_unlabelled = false;     // keep windows whose target label is -1 (for prediction)
   RecordNormalization record_normalization = RecordNormalization::None;
-  std::string cache_dir;            // "" = no disk cache; created when missing
+  std::string cache_dir{};          // "" = no disk cache; created when missing
   void validate() const;            // throws naming the field
 };
 

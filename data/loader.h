@@ -60,7 +60,7 @@ struct LoaderOptions {
   // Applied to every batch right after it is made, on the producer thread (augmentation, checks).
   // Must be deterministic in the batch (use batch.epoch / batch.index for any randomness) and
   // must not touch state shared with the consumer. An exception it throws reaches next().
-  std::function<void(Batch&)> transform;
+  std::function<void(Batch&)> transform = nullptr;
 };
 
 class DataLoader {

@@ -166,10 +166,10 @@ Record load_record(const std::string& path, const LoadOptions& options = {});
 Record load_wfdb_record(const std::string& record_path, const LoadOptions& options = {});
 
 struct DatabaseOptions {
-  LoadOptions load;
+  LoadOptions load{};
   // Record ids to load; empty = the directory's RECORDS file (for UCDDB, which has none: every
   // ucddbNNN with a stage file or an EDF).
-  std::vector<std::string> records;
+  std::vector<std::string> records{};
   // Apnea-ECG respiration records (a01r, a01er...) are the same nights as a01...; they are
   // skipped unless asked for (their ECG would duplicate a01's windows).
   bool respiration_records = false;
