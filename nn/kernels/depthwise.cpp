@@ -64,174 +64,206 @@ void check_depthwise(const Conv2dGeom& g, const char* who) {
               ", groups = " + std::to_string(g.groups) + " (nn/kernels/depthwise.h)");
 }
 
-struct Range {
-  int64_t lo, hi;
-};
-
-// Outputs o in [0, O) whose tap k reads inside the input: 0 <= o*S - P + k < I.
-Range tap_range(int64_t O, int64_t I, int64_t S, int64_t P, int64_t k) {
-  const int64_t lo = std::min(O, P - k > 0 ? ceil_div(P - k, S) : int64_t{0});
-  const int64_t last = I - 1 + P - k;
-  const int64_t hi = last < 0 ? 0 : std::min(O, last / S + 1);
-  return {lo, std::max(lo, hi)};
-}
-
-// Outputs o whose whole window of K taps lies inside the input (no padding read): the interior.
-Range interior(int64_t O, int64_t I, int64_t K, int64_t S, int64_t P) {
-  const Range first = tap_range(O, I, S, P, 0), last = tap_range(O, I, S, P, K - 1);
-  const int64_t lo = std::max(first.lo, last.lo), hi = std::min(first.hi, last.hi);
-  return {lo, std::max(lo, hi)};
-}
-
-// sum_i a[i] * b[i * sb] with 8 float lanes (vectorizable without -ffast-math), in double.
-double dot_lanes(const float* __restrict a, const float* __restrict b, int64_t n, int64_t sb) {
+// sum_i a[i] * b[i] with 8 float lanes (vectorizable without -ffast-math), returned in double.
+double dot_lanes(const float* __restrict a, const float* __restrict b, int64_t n) {
   float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
-  if (sb == 1) {
-    for (; i + 8 <= n; i += 8)
-      for (int k = 0; k < 8; ++k) lane[k] += a[i + k] * b[i + k];
-  } else {
-    for (; i + 8 <= n; i += 8)
-      for (int k = 0; k < 8; ++k) lane[k] += a[i + k] * b[(i + k) * sb];
-  }
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) lane[k] += a[i + k] * b[i + k];
   double s = 0.0;
   for (int k = 0; k < 8; ++k) s += lane[k];
-  for (; i < n; ++i) s += static_cast<double>(a[i]) * b[i * sb];
+  for (; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
   return s;
+}
+
+// ---- the phase plane ------------------------------------------------------------------------------
+// All three kernels walk one (n, c) plane through the same index map: tap (kh, kw) of output
+// (oh, ow) touches input pixel (oh*SH - PH + kh, ow*SW - PW + kw). Two tricks make every inner loop
+// branch-free and contiguous, for any kernel, stride and padding:
+//
+//   1. Copy the plane once into a zero-padded buffer (padded row r = ih + PH, column c = iw + PW):
+//      taps that fall in the padding read zeros, so no loop needs a bounds check and the border
+//      needs no code of its own.
+//   2. Split each padded row into SW "phases", plane[r][q][j] = padded[r][j*SW + q] (for stride 2:
+//      the even columns, then the odd ones). Then
+//
+//        tap (kh, kw) of output (oh, ow) = plane[oh*SH + kh][kw % SW][ow + kw / SW]
+//
+//      is contiguous in ow: a stride-2 convolution reads memory like a stride-1 one.
+//
+// The plane has Hp = (OH-1)*SH + KH rows and covers Wp = (OW-1)*SW + KW columns: exactly what the
+// taps read (trailing input rows or columns no output reaches are left out).
+// Forward and backward-weight read the plane; backward-data, being the transpose of the forward,
+// adds into a zeroed plane and then applies the transpose of the copy: each input pixel takes
+// the value of its one slot (cropping the padding and merging the phases).
+
+struct PhasePlane {
+  int64_t rows = 0, S = 1, len = 0;  // Hp rows, S = SW phases per row, each `len` floats
+  float* data = nullptr;
+  int64_t size() const { return rows * S * len; }
+  float* row(int64_t r, int64_t q) const { return data + (r * S + q) * len; }
+};
+
+PhasePlane phase_plane(const Conv2dGeom& g, float* data) {
+  const int64_t Wp = (g.OW() - 1) * g.SW + g.KW;
+  return {(g.OH() - 1) * g.SH + g.KH, g.SW, ceil_div(Wp, g.SW), data};
+}
+
+// plane <- padded, phase-split copy of the input plane x [H, W].
+void fill_plane(const Conv2dGeom& g, const float* __restrict x, const PhasePlane& P) {
+  const int64_t H = g.H, W = g.W, PH = g.PH, PW = g.PW, S = P.S, len = P.len;
+  for (int64_t r = 0; r < P.rows; ++r) {
+    const int64_t ih = r - PH;
+    for (int64_t q = 0; q < S; ++q) {
+      float* __restrict o = P.row(r, q);
+      if (ih < 0 || ih >= H) {
+        std::memset(o, 0, sizeof(float) * len);
+        continue;
+      }
+      // slots j whose input column iw = j*S + q - PW lies in [0, W)
+      const int64_t lo = std::min(len, PW - q > 0 ? ceil_div(PW - q, S) : int64_t{0});
+      const int64_t last = W - 1 + PW - q;
+      const int64_t hi = std::max(lo, last < 0 ? int64_t{0} : std::min(len, last / S + 1));
+      const float* __restrict xr = x + ih * W;
+      for (int64_t j = 0; j < lo; ++j) o[j] = 0.f;
+      if (S == 1) {
+        for (int64_t j = lo; j < hi; ++j) o[j] = xr[j - PW];
+      } else if (S == 2) {  // constant stride: the compiler vectorizes the de-interleave
+        const float* __restrict xq = xr + q - PW;
+        for (int64_t j = lo; j < hi; ++j) o[j] = xq[2 * j];
+      } else {
+        for (int64_t j = lo; j < hi; ++j) o[j] = xr[j * S + q - PW];
+      }
+      for (int64_t j = hi; j < len; ++j) o[j] = 0.f;
+    }
+  }
+}
+
+// dx [H, W] <- the transpose of fill_plane applied to P: each pixel's slot (0 if none).
+void unfill_plane(const Conv2dGeom& g, const PhasePlane& P, float* __restrict dx) {
+  const int64_t H = g.H, W = g.W, PH = g.PH, PW = g.PW, S = P.S, len = P.len;
+  for (int64_t ih = 0; ih < H; ++ih) {
+    float* __restrict d = dx + ih * W;
+    const int64_t r = ih + PH;
+    if (r >= P.rows) {
+      std::memset(d, 0, sizeof(float) * W);
+      continue;
+    }
+    if (S == 1) {
+      const float* __restrict src = P.row(r, 0);
+      const int64_t n = std::min(W, len - PW);  // columns covered by the plane
+      for (int64_t iw = 0; iw < n; ++iw) d[iw] = src[iw + PW];
+      for (int64_t iw = std::max<int64_t>(n, 0); iw < W; ++iw) d[iw] = 0.f;
+    } else if (S == 2) {  // merge the even and odd phases back into one row
+      const float* __restrict ev = P.row(r, 0);
+      const float* __restrict od = P.row(r, 1);
+      int64_t iw = 0;
+      if (PW % 2 == 1 && W > 0) d[iw++] = od[PW / 2];  // start on an even padded column
+      const int64_t pairs = std::max<int64_t>(0, std::min((W - iw) / 2, len - (iw + PW) / 2));
+      const int64_t j0 = (iw + PW) / 2;
+      for (int64_t k = 0; k < pairs; ++k) {
+        d[iw + 2 * k] = ev[j0 + k];
+        d[iw + 2 * k + 1] = od[j0 + k];
+      }
+      for (iw += 2 * pairs; iw < W; ++iw) {
+        const int64_t c = iw + PW, j = c / 2;
+        d[iw] = j < len ? P.row(r, c % 2)[j] : 0.f;
+      }
+    } else {
+      for (int64_t iw = 0; iw < W; ++iw) {
+        const int64_t c = iw + PW, j = c / S;
+        d[iw] = j < len ? P.row(r, c % S)[j] : 0.f;
+      }
+    }
+  }
 }
 
 // ---- forward ----
 
-// Rows [oh0, oh1) of one plane, any kernel: each output row accumulates, tap by tap, a shifted
-// input row times one weight; taps that would read padding are skipped by the ranges.
-// Terms are added in (kh, kw) order, then the bias: the same order as the reference.
-void forward_rows_general(const Conv2dGeom& g, const float* __restrict x, const float* __restrict w,
-                          float b, float* __restrict y, int64_t oh0, int64_t oh1) {
-  const int64_t H = g.H, W = g.W, OW = g.OW(), KH = g.KH, KW = g.KW, SH = g.SH, SW = g.SW;
-  const int64_t PH = g.PH, PW = g.PW;
-  for (int64_t oh = oh0; oh < oh1; ++oh) {
+// One output row of a 3x3 kernel: nine taps, each a contiguous row of the plane, summed in
+// registers in (kh, kw) order, then the bias (the reference's order of operations).
+void row_3x3(float* __restrict o, const float* __restrict t0, const float* __restrict t1,
+             const float* __restrict t2, const float* __restrict t3, const float* __restrict t4,
+             const float* __restrict t5, const float* __restrict t6, const float* __restrict t7,
+             const float* __restrict t8, const float* __restrict w, float b, int64_t n) {
+  const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7],
+              w8 = w[8];
+  for (int64_t i = 0; i < n; ++i) {
+    float acc = w0 * t0[i];
+    acc += w1 * t1[i];
+    acc += w2 * t2[i];
+    acc += w3 * t3[i];
+    acc += w4 * t4[i];
+    acc += w5 * t5[i];
+    acc += w6 * t6[i];
+    acc += w7 * t7[i];
+    acc += w8 * t8[i];
+    o[i] = acc + b;
+  }
+}
+
+// y [OH, OW] from a filled plane: formula (1) with every tap a contiguous plane row.
+void forward_from_plane(const Conv2dGeom& g, const PhasePlane& P, const float* w, float b, float* y) {
+  const int64_t OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW, SH = g.SH, S = P.S;
+  auto tap = [&](int64_t oh, int64_t kh, int64_t kw) { return P.row(oh * SH + kh, kw % S) + kw / S; };
+  for (int64_t oh = 0; oh < OH; ++oh) {
     float* __restrict o = y + oh * OW;
+    if (KH == 3 && KW == 3) {
+      row_3x3(o, tap(oh, 0, 0), tap(oh, 0, 1), tap(oh, 0, 2), tap(oh, 1, 0), tap(oh, 1, 1), tap(oh, 1, 2),
+              tap(oh, 2, 0), tap(oh, 2, 1), tap(oh, 2, 2), w, b, OW);
+      continue;
+    }
     std::fill(o, o + OW, 0.f);
-    for (int64_t kh = 0; kh < KH; ++kh) {
-      const int64_t ih = oh * SH - PH + kh;
-      if (ih < 0 || ih >= H) continue;
-      const float* __restrict xr = x + ih * W;
+    for (int64_t kh = 0; kh < KH; ++kh)
       for (int64_t kw = 0; kw < KW; ++kw) {
         const float wv = w[kh * KW + kw];
-        const Range r = tap_range(OW, W, SW, PW, kw);
-        if (SW == 1) {
-          const int64_t shift = kw - PW;
-          for (int64_t ow = r.lo; ow < r.hi; ++ow) o[ow] += wv * xr[ow + shift];
-        } else {
-          for (int64_t ow = r.lo; ow < r.hi; ++ow) o[ow] += wv * xr[ow * SW - PW + kw];
-        }
+        const float* __restrict t = tap(oh, kh, kw);
+        for (int64_t ow = 0; ow < OW; ++ow) o[ow] += wv * t[ow];
       }
-    }
     for (int64_t ow = 0; ow < OW; ++ow) o[ow] += b;
   }
 }
 
-// One output element with bounds checks (the border columns of the 3x3 path).
-float forward_point(const Conv2dGeom& g, const float* x, const float* w, float b, int64_t oh, int64_t ow) {
-  float acc = 0.f;
-  for (int64_t kh = 0; kh < g.KH; ++kh) {
-    const int64_t ih = oh * g.SH - g.PH + kh;
-    if (ih < 0 || ih >= g.H) continue;
-    for (int64_t kw = 0; kw < g.KW; ++kw) {
-      const int64_t iw = ow * g.SW - g.PW + kw;
-      if (iw < 0 || iw >= g.W) continue;
-      acc += w[kh * g.KW + kw] * x[ih * g.W + iw];
-    }
-  }
-  return acc + b;
-}
-
-// One plane, 3x3 kernel, stride S (1 or 2), any padding. Interior rows and columns: nine
-// multiply-adds per output from three input rows held in registers, no bounds checks.
-template <int S>
-void forward_plane_3x3(const Conv2dGeom& g, const float* __restrict x, const float* __restrict w,
-                       float b, float* __restrict y) {
-  const int64_t W = g.W, OH = g.OH(), OW = g.OW(), PH = g.PH, PW = g.PW;
-  const Range rows = interior(OH, g.H, 3, S, PH), cols = interior(OW, W, 3, S, PW);
-  forward_rows_general(g, x, w, b, y, 0, rows.lo);
-  const float w00 = w[0], w01 = w[1], w02 = w[2], w10 = w[3], w11 = w[4], w12 = w[5], w20 = w[6],
-              w21 = w[7], w22 = w[8];
-  for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
-    const float* __restrict r0 = x + (oh * S - PH) * W;
-    const float* __restrict r1 = r0 + W;
-    const float* __restrict r2 = r1 + W;
-    float* __restrict o = y + oh * OW;
-    for (int64_t ow = 0; ow < cols.lo; ++ow) o[ow] = forward_point(g, x, w, b, oh, ow);
-    for (int64_t ow = cols.lo; ow < cols.hi; ++ow) {
-      const int64_t i = ow * S - PW;
-      float acc = w00 * r0[i];
-      acc += w01 * r0[i + 1];
-      acc += w02 * r0[i + 2];
-      acc += w10 * r1[i];
-      acc += w11 * r1[i + 1];
-      acc += w12 * r1[i + 2];
-      acc += w20 * r2[i];
-      acc += w21 * r2[i + 1];
-      acc += w22 * r2[i + 2];
-      o[ow] = acc + b;
-    }
-    for (int64_t ow = cols.hi; ow < OW; ++ow) o[ow] = forward_point(g, x, w, b, oh, ow);
-  }
-  forward_rows_general(g, x, w, b, y, rows.hi, OH);
-}
-
 void forward_plane(const Conv2dGeom& g, const float* x, const float* w, float b, float* y) {
-  if (g.KH == 3 && g.KW == 3 && g.SH == g.SW && g.SH == 1)
-    forward_plane_3x3<1>(g, x, w, b, y);
-  else if (g.KH == 3 && g.KW == 3 && g.SH == g.SW && g.SH == 2)
-    forward_plane_3x3<2>(g, x, w, b, y);
-  else
-    forward_rows_general(g, x, w, b, y, 0, g.OH());
+  PhasePlane P = phase_plane(g, nullptr);
+  P.data = scratch(0, P.size());
+  fill_plane(g, x, P);
+  forward_from_plane(g, P, w, b, y);
 }
 
 // ---- backward-data ----
 
-// One plane, any geometry, by scattering each output gradient over its window: formula (3)
-// read from the outputs' side.
-void backward_data_plane_general(const Conv2dGeom& g, const float* __restrict dy,
-                                 const float* __restrict w, float* __restrict dx) {
-  const int64_t H = g.H, W = g.W, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
-  const int64_t SH = g.SH, SW = g.SW, PH = g.PH, PW = g.PW;
-  std::fill(dx, dx + H * W, 0.f);
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    const float* __restrict gr = dy + oh * OW;
-    for (int64_t kh = 0; kh < KH; ++kh) {
-      const int64_t ih = oh * SH - PH + kh;
-      if (ih < 0 || ih >= H) continue;
-      float* __restrict d = dx + ih * W;
-      for (int64_t kw = 0; kw < KW; ++kw) {
-        const float wv = w[kh * KW + kw];
-        const Range r = tap_range(OW, W, SW, PW, kw);
-        if (SW == 1) {
-          const int64_t shift = kw - PW;
-          for (int64_t ow = r.lo; ow < r.hi; ++ow) d[ow + shift] += wv * gr[ow];
-        } else {
-          for (int64_t ow = r.lo; ow < r.hi; ++ow) d[ow * SW - PW + kw] += wv * gr[ow];
-        }
-      }
-    }
-  }
-}
-
-// Stride 1, 3x3, padding <= 2: the forward pass on dy with the kernel rotated by 180 degrees and
-// padding 2 - P (see the derivation at the top).
-void backward_data_plane_3x3_s1(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
-  Conv2dGeom t = g;
-  t.H = g.OH(), t.W = g.OW(), t.PH = 2 - g.PH, t.PW = 2 - g.PW;  // t.OH() == g.H, t.OW() == g.W
-  const float rot[9] = {w[8], w[7], w[6], w[5], w[4], w[3], w[2], w[1], w[0]};
-  forward_plane_3x3<1>(t, dy, rot, 0.f, dx);
+// Stride 1 with padding <= K - 1: the forward pass on dy with the kernel rotated by 180 degrees
+// and padding K - 1 - P (see the derivation at the top); 3x3 gets the fused row loop.
+bool backward_data_is_rotated_forward(const Conv2dGeom& g) {
+  return g.SH == 1 && g.SW == 1 && g.PH <= g.KH - 1 && g.PW <= g.KW - 1;
 }
 
 void backward_data_plane(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
-  if (g.KH == 3 && g.KW == 3 && g.SH == 1 && g.SW == 1 && g.PH <= 2 && g.PW <= 2)
-    backward_data_plane_3x3_s1(g, dy, w, dx);
-  else
-    backward_data_plane_general(g, dy, w, dx);
+  const int64_t KH = g.KH, KW = g.KW, OW = g.OW();
+  if (backward_data_is_rotated_forward(g)) {
+    Conv2dGeom t = g;
+    t.H = g.OH(), t.W = g.OW(), t.PH = KH - 1 - g.PH, t.PW = KW - 1 - g.PW;  // t.OH() == H, t.OW() == W
+    float* rot = scratch(1, KH * KW);
+    for (int64_t k = 0; k < KH * KW; ++k) rot[k] = w[KH * KW - 1 - k];
+    forward_plane(t, dy, rot, 0.f, dx);
+    return;
+  }
+  // Scatter form of (3) on the plane: every output gradient row is added, times each weight, to
+  // the plane rows its taps read; then the plane is folded back onto the input.
+  PhasePlane P = phase_plane(g, nullptr);
+  P.data = scratch(0, P.size());
+  std::fill(P.data, P.data + P.size(), 0.f);
+  for (int64_t oh = 0; oh < g.OH(); ++oh) {
+    const float* __restrict gr = dy + oh * OW;
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        const float wv = w[kh * KW + kw];
+        float* __restrict t = P.row(oh * g.SH + kh, kw % P.S) + kw / P.S;
+        for (int64_t ow = 0; ow < OW; ++ow) t[ow] += wv * gr[ow];
+      }
+  }
+  unfill_plane(g, P, dx);
 }
 
 }  // namespace
@@ -257,30 +289,25 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
 
 void depthwise_backward_weight(const Conv2dGeom& g, const float* x, const float* dy, float* dw) {
   check_depthwise(g, "depthwise_backward_weight");
-  const int64_t C = g.C, H = g.H, W = g.W, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
-  const int64_t SH = g.SH, SW = g.SW, PH = g.PH, PW = g.PW;
+  const int64_t C = g.C, HW = g.H * g.W, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
 #pragma omp parallel if (worth_threads(g))
   {
     std::vector<double> acc(static_cast<size_t>(KH * KW));
+    PhasePlane P = phase_plane(g, nullptr);
+    P.data = scratch(0, P.size());
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < C; ++c) {
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t n = 0; n < g.N; ++n) {
-        const float* xp = x + (n * C + c) * H * W;
+        fill_plane(g, x + (n * C + c) * HW, P);
         const float* gp = dy + (n * C + c) * OH * OW;
-        // Formula (2): for each output row and tap, a dot product of a row of dy with a
-        // (strided) row of x, over the outputs whose tap reads inside the image.
+        // Formula (2): for each output row and tap, a dot product of the dy row with the tap's
+        // contiguous plane row (padding contributes zeros).
         for (int64_t oh = 0; oh < OH; ++oh)
-          for (int64_t kh = 0; kh < KH; ++kh) {
-            const int64_t ih = oh * SH - PH + kh;
-            if (ih < 0 || ih >= H) continue;
-            for (int64_t kw = 0; kw < KW; ++kw) {
-              const Range r = tap_range(OW, W, SW, PW, kw);
-              if (r.hi <= r.lo) continue;
+          for (int64_t kh = 0; kh < KH; ++kh)
+            for (int64_t kw = 0; kw < KW; ++kw)
               acc[static_cast<size_t>(kh * KW + kw)] +=
-                  dot_lanes(gp + oh * OW + r.lo, xp + ih * W + r.lo * SW - PW + kw, r.hi - r.lo, SW);
-            }
-          }
+                  dot_lanes(gp + oh * OW, P.row(oh * g.SH + kh, kw % P.S) + kw / P.S, OW);
       }
       for (int64_t k = 0; k < KH * KW; ++k) dw[c * KH * KW + k] = static_cast<float>(acc[static_cast<size_t>(k)]);
     }

@@ -4,7 +4,9 @@
 #include <cblas.h>
 
 #include <climits>
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "nn/kernels/common.h"
 
@@ -42,17 +44,22 @@ void sgemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc) {
   check_gemm_args("nn/kernels/gemm.cpp sgemm_ref", trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  // Loop order i, k, j so that B and C are walked along rows (fast enough to check the real
+  // MobileNetV2 layer shapes); each C[i, j] still sums its K products in order, in double.
+  std::vector<double> row(static_cast<size_t>(N));
   for (int64_t i = 0; i < M; ++i) {
+    std::fill(row.begin(), row.end(), 0.0);
+    for (int64_t k = 0; k < K; ++k) {
+      const double a = trans_a ? A[k * lda + i] : A[i * lda + k];
+      if (trans_b)
+        for (int64_t j = 0; j < N; ++j) row[static_cast<size_t>(j)] += a * B[j * ldb + k];
+      else
+        for (int64_t j = 0; j < N; ++j) row[static_cast<size_t>(j)] += a * B[k * ldb + j];
+    }
     for (int64_t j = 0; j < N; ++j) {
-      double acc = 0.0;
-      for (int64_t k = 0; k < K; ++k) {
-        const float a = trans_a ? A[k * lda + i] : A[i * lda + k];
-        const float b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
-        acc += static_cast<double>(a) * b;
-      }
       float& c = C[i * ldc + j];
       // beta == 0 ignores C's old contents (which may be uninitialised), as BLAS does.
-      c = static_cast<float>(alpha * acc + (beta == 0.f ? 0.0 : static_cast<double>(beta) * c));
+      c = static_cast<float>(alpha * row[static_cast<size_t>(j)] + (beta == 0.f ? 0.0 : static_cast<double>(beta) * c));
     }
   }
 }

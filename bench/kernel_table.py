@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Kernel benchmarks as fractions of their yardsticks (bench/README.md, "Kernels").
+
+Reads Google Benchmark JSON files written by bench/bench_kernels_*.cpp
+(--benchmark_out=FILE --benchmark_out_format=json) and pairs every kernel with its yardstick:
+
+  conv_<pass>/<cfg>/<layer>          GFLOP/s over the better of sgemm_<pass>/images|blas/<cfg>/<layer>
+                                     (the same GEMMs without im2col, bias or reduction)
+  dw_*, bn_*, relu6_*, pool_*, adam* GB/s over memcpy/<bytes>B/t<threads> (same bytes, same threads)
+
+Prints one markdown table per kernel family, then a summary per (family, configuration):
+the time-weighted fraction sum(yardstick time) / sum(kernel time) over the family's layers,
+which is what matters for a whole network, and the worst single layer.
+
+usage: kernel_table.py RESULT.json [RESULT.json ...] [--details]
+"""
+import json
+import re
+import sys
+from collections import defaultdict
+
+
+def load(paths):
+    runs = {}
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        for b in data.get("benchmarks", []):
+            if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
+                if b.get("error_occurred"):
+                    print(f"ERROR {b['name']}: {b.get('error_message', '')}", file=sys.stderr)
+                continue
+            name = re.sub(r"/real_time$", "", b["name"])
+            unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b.get("time_unit", "ns")]
+            runs[name] = {"time": b["real_time"] * unit, "GFLOP": b.get("GFLOP"), "GB": b.get("GB")}
+    return runs
+
+
+def pair(runs):
+    """[(family, config, layer, kernel run, yardstick name, yardstick run, rate key)]"""
+    rows = []
+    for name, r in runs.items():
+        m = re.match(r"conv_(fwd|bwd_data|bwd_weight)/(\d+/b\d+/t\d+)/(.*)$", name)
+        if m:
+            pas, cfg, layer = m.groups()
+            cands = [(f"sgemm_{pas}/{how}/{cfg}/{layer}") for how in ("images", "blas")]
+            cands = [(c, runs[c]) for c in cands if c in runs]
+            if cands:
+                yname, y = max(cands, key=lambda c: c[1]["GFLOP"])
+                rows.append((f"conv_{pas}", cfg, layer, r, yname.split("/")[1], y, "GFLOP"))
+            continue
+        m = re.match(r"((?:dw|bn|relu6|pool)_[a-z0-9_]+|adamw?)/(?:(\d+/b\d+/)?(t\d+))/(.*?)/?bytes:(\d+)$", name)
+        if m:
+            fam, cfgpre, threads, layer, nbytes = m.groups()
+            yname = f"memcpy/{nbytes}B/{threads}"
+            if yname in runs:
+                cfg = (cfgpre or "") + threads
+                rows.append((fam, cfg, layer, r, "memcpy", runs[yname], "GB"))
+    return rows
+
+
+def main(argv):
+    details = "--details" in argv
+    paths = [a for a in argv if not a.startswith("--")]
+    if not paths:
+        print(__doc__)
+        return 2
+    rows = pair(load(paths))
+    if not rows:
+        print("no kernel/yardstick pairs found")
+        return 1
+    fam_order = ["conv_fwd", "conv_bwd_data", "conv_bwd_weight", "dw_fwd", "dw_bwd_data", "dw_bwd_weight",
+                 "bn_fwd_train", "bn_bwd", "bn_fwd_eval", "bn_relu6_eval", "relu6_fwd", "relu6_bwd",
+                 "pool_fwd", "pool_bwd", "adam", "adamw"]
+    rank = {f: i for i, f in enumerate(fam_order)}
+    rows.sort(key=lambda r: (rank.get(r[0], 99), r[1], r[2]))
+    if details:
+        fam = None
+        for f, cfg, layer, k, yname, y, key in rows:
+            if f != fam:
+                fam = f
+                unit = "GFLOP/s" if key == "GFLOP" else "GB/s"
+                print(f"\n### {f}\n\n| config | layer | time (us) | {unit} | yardstick {unit} | fraction |")
+                print("|---|---|---:|---:|---:|---:|")
+            print(f"| {cfg} | {layer} | {k['time'] * 1e6:.1f} | {k[key]:.1f} | {y[key]:.1f} ({yname}) | "
+                  f"{k[key] / y[key]:.0%} |")
+    groups = defaultdict(list)
+    for f, cfg, layer, k, yname, y, key in rows:
+        groups[(f, cfg)].append((layer, k, y, key))
+    print("\n| kernel | config (size/batch/threads) | layers | kernel time (ms) | yardstick time (ms) "
+          "| time-weighted fraction | worst layer |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for (f, cfg) in sorted(groups, key=lambda g: (rank.get(g[0], 99), g[1])):
+        items = groups[(f, cfg)]
+        # Yardstick time for the same work: kernel time scaled by rate ratio.
+        kt = sum(k["time"] for _, k, _, _ in items)
+        yt = sum(k["time"] * k[key] / y[key] for _, k, y, key in items)
+        worst = min(items, key=lambda i: i[1][i[3]] / i[2][i[3]])
+        wf = worst[1][worst[3]] / worst[2][worst[3]]
+        print(f"| {f} | {cfg} | {len(items)} | {kt * 1e3:.2f} | {yt * 1e3:.2f} | {yt / kt:.0%} | "
+              f"{wf:.0%} {worst[0]} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
