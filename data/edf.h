@@ -96,6 +96,7 @@ struct EdfAnnotation {
 // size (pass bytes.size() when `bytes` is the whole file).
 EdfHeader parse_edf_header(std::string_view bytes, const std::string& source, int64_t file_size);
 
+// An EdfReader opened from a file shares one stream between its calls: use one reader per thread.
 class EdfReader {
  public:
   // Reads and checks the header of `path`; data records are read on demand.

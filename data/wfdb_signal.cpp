@@ -198,23 +198,29 @@ void WfdbSignalReader::read_group(const FileGroup& g, int64_t from, int64_t to,
     in.seekg(g.byte_offset + b0);
     if (!in.read(reinterpret_cast<char*>(buf.data()), n))
       throw Error(g.path + ": read error at byte " + std::to_string(g.byte_offset + b0));
+    // Walk the flat samples with a running (frame, position) instead of dividing per sample.
+    int64_t pos = 0, frame = f0;
     for (int64_t k = k0; k < k1; ++k) {
-      const int64_t pos = k % nsig;
       std::vector<int32_t>* dst = out[static_cast<size_t>(pos)];
-      if (!dst) continue;
-      int32_t v = 0;
-      if (g.format == 16) {
-        const size_t b = static_cast<size_t>(2 * k - b0);
-        v = static_cast<int16_t>(static_cast<uint16_t>(buf[b] | (buf[b + 1] << 8)));
-      } else if (g.format == 80) {
-        v = static_cast<int32_t>(buf[static_cast<size_t>(k - b0)]) - 128;
-      } else {  // 212
-        const size_t b = static_cast<size_t>(3 * (k / 2) - b0);
-        int32_t raw = (k % 2 == 0) ? (buf[b] | ((buf[b + 1] & 0x0f) << 8))
-                                   : (buf[b + 2] | ((buf[b + 1] & 0xf0) << 4));
-        v = raw >= 2048 ? raw - 4096 : raw;  // sign-extend 12 bits
+      if (dst) {
+        int32_t v = 0;
+        if (g.format == 16) {
+          const size_t b = static_cast<size_t>(2 * k - b0);
+          v = static_cast<int16_t>(static_cast<uint16_t>(buf[b] | (buf[b + 1] << 8)));
+        } else if (g.format == 80) {
+          v = static_cast<int32_t>(buf[static_cast<size_t>(k - b0)]) - 128;
+        } else {  // 212
+          const size_t b = static_cast<size_t>(3 * (k >> 1) - b0);
+          const int32_t raw = (k & 1) == 0 ? (buf[b] | ((buf[b + 1] & 0x0f) << 8))
+                                           : (buf[b + 2] | ((buf[b + 1] & 0xf0) << 4));
+          v = raw >= 2048 ? raw - 4096 : raw;  // sign-extend 12 bits
+        }
+        (*dst)[static_cast<size_t>(frame - from)] = v;
       }
-      (*dst)[static_cast<size_t>(k / nsig - from)] = v;
+      if (++pos == nsig) {
+        pos = 0;
+        ++frame;
+      }
     }
   }
 }

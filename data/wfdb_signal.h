@@ -33,6 +33,7 @@
 
 namespace sleepnet::data {
 
+// Each read opens its own stream, so const calls may run from several threads at once.
 class WfdbSignalReader {
  public:
   // Opens the signal files of `header`, looked up in `directory`. Checks that every file exists
@@ -102,7 +103,7 @@ std::vector<int32_t> wfdb_physical_to_adc(const std::vector<float>& physical, do
 
 // Writes a record: one signal file per distinct file_name in `header.signals` (signals sharing a file
 // are interleaved in header order) and the header `record_path + ".hea"`. `adc[s]` holds signal s;
-// all must have the same length. Formats 16 and 212 only. Fills in and returns the header as written:
+// all must have the same length. Formats 16, 212 and 80. Fills in and returns the header as written:
 // num_samples, initial_value (first sample, or adc_zero when empty), checksum, and adc_resolution
 // when it was 0. Values outside the format's range are an error (naming the signal and sample).
 // Signal file names must be plain names (no directory part); they are written next to the header.

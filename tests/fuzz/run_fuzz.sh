@@ -44,12 +44,31 @@ seeds_of() {
   case "$1" in
     wfdb_header) ls "$d"/apnea-ecg/*.hea "$d"/slpdb/*.hea ;;
     wfdb_annotation)
-      ls "$d"/apnea-ecg/*.apn "$d"/slpdb/*.st "$d"/slpdb/slp01a.ecg "$d"/slpdb/slp02b.ecg "$d"/apnea-ecg/c01.qrs \
+      # (beat files are 10-80 kB: their first 4 kB are added as seeds by run(), see head_seeds_of)
+      ls "$d"/apnea-ecg/a0[1-4].apn "$d"/apnea-ecg/c07.apn "$d"/slpdb/*.st \
          "$ROOT"/tests/data/bad/*.st "$ROOT"/tests/data/bad/*.apn "$ROOT"/tests/data/bad/*.qrs "$ROOT"/tests/data/bad/*.ann ;;
     edf) ls "$ROOT"/tests/data/edf/*.edf "$ROOT"/tests/data/bad/*.edf "$ROOT"/tests/fuzz/seeds/*.edf ;;
     ucddb_text)
       ls "$d"/ucddb/ucddb002_stage.txt "$d"/ucddb/ucddb008_stage.txt "$d"/ucddb/SubjectDetails.csv \
          "$ROOT"/tests/fuzz/seeds/*.txt ;;
+  esac
+}
+
+# Large files whose first 4096 bytes make good seeds (small inputs fuzz faster).
+head_seeds_of() {
+  local d="$ROOT/data/physionet"
+  case "$1" in
+    wfdb_annotation) ls "$d"/slpdb/slp02b.ecg "$d"/slpdb/slp61.ecg "$d"/apnea-ecg/c01.qrs "$d"/apnea-ecg/a02.qrs ;;
+  esac
+}
+
+# Longest input each target generates.
+max_len_of() {
+  case "$1" in
+    wfdb_header) echo 8192 ;;
+    wfdb_annotation) echo 16384 ;;
+    edf) echo 65536 ;;
+    ucddb_text) echo 16384 ;;
   esac
 }
 
@@ -67,10 +86,11 @@ run() {
   local corpus="$FUZZ_DIR/corpus/$t" seeds="$FUZZ_DIR/seeds/$t" findings="$FUZZ_DIR/findings/$t"
   mkdir -p "$corpus" "$seeds" "$findings"
   for f in $(seeds_of "$t"); do cp -f "$f" "$seeds/"; done
+  for f in $(head_seeds_of "$t"); do head -c 4096 "$f" >"$seeds/head_$(basename "$f")"; done
   echo "== running fuzz_$t for ${SECS}s ($(ls "$seeds" | wc -l) seeds, corpus $(ls "$corpus" | wc -l) files)"
   # -timeout: one input taking > 10 s is a hang; -rss_limit_mb bounds memory (an absurd length
-  # must not allocate); -max_len covers the larger real annotation files.
-  ( cd "$findings" && "$bin" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=131072 \
+  # must not allocate).
+  ( cd "$findings" && "$bin" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len_of "$t")" \
       -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" "$seeds" ) >"$FUZZ_DIR/fuzz_$t.log" 2>&1
   local rc=$?
   grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)" "$FUZZ_DIR/fuzz_$t.log" || true
