@@ -161,7 +161,13 @@ bool DataLoader::Epoch::next(Batch& out) {
     // No background thread (prefetch = 0), or it has been joined after an error.
     if (s.error) std::rethrow_exception(std::exchange(s.error, nullptr));
     if (s.next_make >= s.end) return false;
-    out = s.loader->make_batch(s.order, s.next_make++, s.epoch);
+    try {
+      out = s.loader->make_batch(s.order, s.next_make, s.epoch);
+    } catch (...) {
+      s.next_make = s.end;  // the epoch is over for this run, as with the thread
+      throw;
+    }
+    ++s.next_make;
     ++s.consumed;
     return true;
   }

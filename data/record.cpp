@@ -102,6 +102,20 @@ LabelCounts count_labels(const Record& record) {
   return c;
 }
 
+std::vector<Window> unlabelled_windows(double duration_s, double length_s) {
+  std::vector<Window> out;
+  if (!(duration_s > 0) || !(length_s > 0)) return out;
+  const int64_t n = static_cast<int64_t>(std::floor(duration_s / length_s + 1e-9));
+  out.reserve(n);
+  for (int64_t k = 0; k < n; ++k) {
+    Window w;
+    w.start_s = k * length_s;
+    w.duration_s = length_s;
+    out.push_back(w);
+  }
+  return out;
+}
+
 namespace detail {
 
 std::string strip_record_extension(const std::string& path) {
@@ -138,20 +152,6 @@ std::vector<WfdbAnnotation> read_label_annotations(const std::string& path) {
         "(a cut label file would silently lose the end of the night)",
         path, anns.size(), bytes.size()));
   return anns;
-}
-
-std::vector<Window> unlabelled_windows(double duration_s, double length_s) {
-  std::vector<Window> out;
-  if (!(duration_s > 0) || !(length_s > 0)) return out;
-  const int64_t n = static_cast<int64_t>(std::floor(duration_s / length_s + 1e-9));
-  out.reserve(n);
-  for (int64_t k = 0; k < n; ++k) {
-    Window w;
-    w.start_s = k * length_s;
-    w.duration_s = length_s;
-    out.push_back(w);
-  }
-  return out;
 }
 
 void beats_from_ecg(Record& record, const std::vector<float>& ecg, double fs_hz,
@@ -326,14 +326,14 @@ Record load_wfdb_record(const std::string& record_path, const LoadOptions& optio
       r.windows = apnea_windows_from_annotations(detail::read_label_annotations(apn), fs, r.duration_s, apn);
       r.label_source = detail::file_name(apn);
     } else {
-      r.windows = detail::unlabelled_windows(r.duration_s, 60.0);
+      r.windows = unlabelled_windows(r.duration_s, 60.0);
     }
   } else {
     if (has_st) {
       r.windows = slpdb_windows_from_annotations(detail::read_label_annotations(st), fs, r.duration_s, st, &r.notes);
       r.label_source = detail::file_name(st);
     } else {
-      r.windows = detail::unlabelled_windows(r.duration_s, kSlpdbEpochSeconds);
+      r.windows = unlabelled_windows(r.duration_s, kSlpdbEpochSeconds);
     }
   }
   if (r.duration_s <= 0) throw Error(fmt::format("{}: record length unknown or zero (header {})", base, hea));

@@ -201,6 +201,10 @@ struct LabelCounts {
 };
 LabelCounts count_labels(const Record& record);
 
+// Unlabelled windows of `length_s` covering [0, duration_s) (whole windows only; labels -1), e.g.
+// the minutes of a record without .apn.
+std::vector<Window> unlabelled_windows(double duration_s, double length_s);
+
 // Severity class of an AHI: "normal" (< 5), "mild" (< 15), "moderate" (< 30), "severe".
 std::string_view ahi_severity(double ahi);
 
@@ -215,8 +219,6 @@ std::string join_path(const std::string& dir, const std::string& name);
 // (every PhysioNet and sleepnet-written file does): without it the file was cut, which would
 // silently drop the end of the night, so it is an Error naming the file.
 std::vector<WfdbAnnotation> read_label_annotations(const std::string& path);
-// Unlabelled windows of `length_s` covering [0, duration_s) (whole windows only).
-std::vector<Window> unlabelled_windows(double duration_s, double length_s);
 // Beats of an ECG (physical units, fs_hz): QRS detection (`detect`) or only R amplitudes at the
 // given beats. Fills record.beat_times_s / r_amplitudes / beat_fs_hz / beat_source.
 void beats_from_ecg(Record& record, const std::vector<float>& ecg, double fs_hz,

@@ -66,7 +66,7 @@ std::vector<Window> slpdb_windows_from_annotations(const std::vector<WfdbAnnotat
                                                    const std::string& source,
                                                    std::vector<std::string>* notes) {
   const double epoch_samples = kSlpdbEpochSeconds * fs_hz;
-  std::vector<Window> out = detail::unlabelled_windows(duration_s, kSlpdbEpochSeconds);
+  std::vector<Window> out = unlabelled_windows(duration_s, kSlpdbEpochSeconds);
   std::vector<bool> seen(out.size(), false);
   std::map<std::string, int> unknown;
   int64_t non_note = 0;

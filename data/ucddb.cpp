@@ -127,7 +127,7 @@ Record load_ucddb_record(const std::string& record_path, const std::vector<Ucddb
         r.duration_s = std::max(r.duration_s, static_cast<double>(subject->edf_blocks));
     }
   } else {
-    r.windows = detail::unlabelled_windows(r.duration_s, kUcddbEpochSeconds);
+    r.windows = unlabelled_windows(r.duration_s, kUcddbEpochSeconds);
   }
 
   // Subject table.

@@ -41,7 +41,7 @@ Record fake_record(const std::string& id, double minutes, double gap_from = -1, 
     if (!(t >= gap_from && t < gap_to)) r.beat_times_s.push_back(std::round(t * 1000.0) / 1000.0);
     t += 0.85 + 0.08 * std::sin(2 * M_PI * t / period_s);
   }
-  r.windows = detail::unlabelled_windows(r.duration_s, 60.0);
+  r.windows = unlabelled_windows(r.duration_s, 60.0);
   for (size_t k = 0; k < r.windows.size(); ++k) {
     r.windows[k].apnea = static_cast<int8_t>((k / 3) % 2);
     r.windows[k].stage = (k % 4 == 0) ? StageLabel::Wake : StageLabel::S2;
