@@ -214,6 +214,22 @@ TEST(Edf, EdfPlusAnnotations) {
       {"u.edf", "record 0", "not terminated"});
 }
 
+TEST(Edf, EdfPlusFileWrittenFromTheSpecification) {
+  // tests/data/edf/edfplus_annotations.edf: EDF+C written independently of encode_edf, 2 records,
+  // TALs "+0<14><14><0>+1.5<21>0.5<14>Apnea<14><0>" and "+1<14><14><0>+1.25<14>Desat<14>Arousal<14><0>".
+  EdfReader r = EdfReader::open(kData + "/edf/edfplus_annotations.edf");
+  EXPECT_TRUE(r.header().edf_plus());
+  EXPECT_TRUE(r.header().warnings.empty());
+  EXPECT_EQ(r.read_digital(0), (std::vector<int16_t>{1, 2, 3, 4, 1, 2, 3, 4}));
+  auto a = r.read_annotations();
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(a[0].text, "Apnea");
+  EXPECT_DOUBLE_EQ(a[0].onset, 1.5);
+  EXPECT_DOUBLE_EQ(a[0].duration, 0.5);
+  EXPECT_EQ(a[2].text, "Arousal");
+  EXPECT_DOUBLE_EQ(a[2].onset, 1.25);
+}
+
 TEST(Edf, SignalLookup) {
   EdfReader r = EdfReader::from_bytes(valid_edf(), "m.edf");
   EXPECT_EQ(r.signal_index("Resp"), 2);

@@ -47,7 +47,7 @@ seeds_of() {
       # (beat files are 10-80 kB: their first 4 kB are added as seeds by run(), see head_seeds_of)
       ls "$d"/apnea-ecg/a0[1-4].apn "$d"/apnea-ecg/c07.apn "$d"/slpdb/*.st \
          "$ROOT"/tests/data/bad/*.st "$ROOT"/tests/data/bad/*.apn "$ROOT"/tests/data/bad/*.qrs "$ROOT"/tests/data/bad/*.ann ;;
-    edf) ls "$ROOT"/tests/data/edf/*.edf "$ROOT"/tests/data/bad/*.edf "$ROOT"/tests/fuzz/seeds/*.edf ;;
+    edf) ls "$ROOT"/tests/data/edf/*.edf "$ROOT"/tests/data/bad/*.edf ;;
     ucddb_text)
       ls "$d"/ucddb/ucddb002_stage.txt "$d"/ucddb/ucddb008_stage.txt "$d"/ucddb/SubjectDetails.csv \
          "$ROOT"/tests/fuzz/seeds/*.txt ;;
