@@ -28,8 +28,17 @@ constexpr const char* kVersion = "spectrogram v1";
 
 std::mutex g_plan_mutex;
 
+// Plans live until the program ends; destroying them then keeps leak checkers quiet.
+struct PlanCache {
+  std::map<int, fftwf_plan> plans;
+  ~PlanCache() {
+    for (auto& [n, p] : plans) fftwf_destroy_plan(p);
+  }
+};
+
 fftwf_plan r2c_plan(int n) {
-  static std::map<int, fftwf_plan> plans;
+  static PlanCache cache;
+  auto& plans = cache.plans;
   std::lock_guard<std::mutex> lock(g_plan_mutex);
   auto it = plans.find(n);
   if (it != plans.end()) return it->second;
