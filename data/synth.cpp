@@ -238,16 +238,21 @@ std::vector<SleepStage> make_hypnogram(int64_t n_ep, Rng& rng) {
   };
   push(SleepStage::Wake, std::min(rng.uniform(5, 20), 0.05 * n_ep));  // latency (short records: short)
   for (int c = 0; int64_t(st.size()) < n_ep; ++c) {
-    push(SleepStage::N1, rng.uniform(1, 4));
-    push(SleepStage::N2, rng.uniform(10, 25));
-    push(SleepStage::N3, std::max(0.0, rng.uniform(20, 40) - 12.0 * c));
+    push(SleepStage::N1, rng.uniform(1, 5));
+    push(SleepStage::N2, rng.uniform(15, 30));
+    push(SleepStage::N3, std::max(0.0, rng.uniform(20, 40) - 15.0 * c));
     push(SleepStage::N2, rng.uniform(5, 15));
-    push(SleepStage::REM, std::min(35.0, 5 + 7.0 * c + rng.uniform(0, 8)));
-    if (rng.bernoulli(0.5)) push(SleepStage::Wake, rng.uniform(0.5, 2));
+    push(SleepStage::REM, std::min(25.0, 4 + 4.0 * c + rng.uniform(0, 6)));
+    if (rng.bernoulli(0.6)) push(SleepStage::Wake, rng.uniform(1, 5));
   }
-  // Brief awakenings inside light sleep, and wake at the end of a night-long record.
-  for (int64_t e = 0; e < n_ep; ++e)
-    if ((st[e] == SleepStage::N1 || st[e] == SleepStage::N2) && rng.bernoulli(0.01)) st[e] = SleepStage::Wake;
+  // Brief awakenings (30 s to 2 min) inside light sleep, and wake at the end of a night-long record.
+  for (int64_t e = 0; e < n_ep; ++e) {
+    if ((st[e] == SleepStage::N1 || st[e] == SleepStage::N2) && rng.bernoulli(0.015)) {
+      int64_t len = rng.integer(1, 4);
+      for (int64_t k = e; k < std::min(n_ep, e + len); ++k) st[k] = SleepStage::Wake;
+      e += len;
+    }
+  }
   if (n_ep >= 240) {
     int64_t tail = rng.integer(4, 20);
     for (int64_t e = n_ep - tail; e < n_ep; ++e) st[e] = SleepStage::Wake;

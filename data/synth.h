@@ -9,9 +9,10 @@
 // The model, in the order it is generated (all on a 10 Hz physiological grid, so the same seed
 // gives the same beats and events at every sampling rate):
 //
-//  1. Hypnogram (30-s epochs): sleep-onset latency 5-20 min of wake, then ~90-min cycles
-//     N1 -> N2 -> N3 -> N2 -> REM with deep sleep shrinking and REM growing across the night,
-//     brief awakenings, wake again at the end.
+//  1. Hypnogram (30-s epochs): sleep-onset latency 5-20 min of wake (at most 5 % of the record),
+//     then ~90-min cycles N1 -> N2 -> N3 -> N2 -> REM with deep sleep shrinking and REM growing
+//     across the night, wake between cycles and brief awakenings, wake again at the end (a night
+//     comes out at roughly W 10 %, N1 5-10 %, N2 50 %, N3 10 %, REM 20-25 %).
 //  2. Respiratory events during sleep only, at `ahi` events per hour of sleep, in clusters
 //     ("periodic" apnea episodes of 2-10 events, 15-40 s recovery between them), more in REM and
 //     light sleep, fewer in N3. Types: hypopnea (share `hypopnea_fraction`), central apnea (share
