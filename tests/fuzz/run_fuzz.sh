@@ -84,6 +84,7 @@ build() {
 run() {
   local t="$1" bin="$FUZZ_DIR/fuzz_$1"
   local corpus="$FUZZ_DIR/corpus/$t" seeds="$FUZZ_DIR/seeds/$t" findings="$FUZZ_DIR/findings/$t"
+  rm -rf "$seeds"  # rebuilt from the repository files on every run
   mkdir -p "$corpus" "$seeds" "$findings"
   for f in $(seeds_of "$t"); do cp -f "$f" "$seeds/"; done
   for f in $(head_seeds_of "$t"); do head -c 4096 "$f" >"$seeds/head_$(basename "$f")"; done
