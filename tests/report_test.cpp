@@ -306,7 +306,12 @@ TEST(Report, SleepModelComparisonWhenInBedEstimatesExist) {
   // halving every estimate leaves r unchanged; MAE: |1.5-2| |3.5-4| |10-25| |20-35| |6-16| |2-6|
   EXPECT_NEAR(m.records_in_bed->pearson_r, 0.9590806713189183, 1e-13);
   EXPECT_DOUBLE_EQ(m.records_in_bed->mae, (0.5 + 0.5 + 15 + 15 + 10 + 4) / 6.0);
-  EXPECT_NE(summary_table(d, m).find("no sleep model"), std::string::npos);
+  const std::string table = summary_table(d, m);
+  EXPECT_NE(table.find("no sleep model"), std::string::npos);
+  // MAE 3.33 with the sleep model vs 7.50 per hour in bed
+  EXPECT_NE(table.find("sleep model: AHI MAE 3.33 vs 7.50 events/h without it (-4.17)"), std::string::npos)
+      << table;
+  EXPECT_NE(table.find("the sleep model lowers the AHI error"), std::string::npos) << table;
 }
 
 TEST(Report, CsvFiles) {

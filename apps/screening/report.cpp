@@ -372,6 +372,25 @@ std::string calibration_line(const ReportData& data) {
                      std::abs(data.calibration->intercept));
 }
 
+// One sentence on whether counting per hour of predicted sleep (the sleep model) beats counting per
+// hour in bed, from the same records; empty when the comparison was not computed.
+std::string sleep_model_line(const ReportMetrics& m) {
+  if (!m.records || !m.records_in_bed) return "";
+  const RecordMetrics& with = *m.records;
+  const RecordMetrics& without = *m.records_in_bed;
+  const double d = with.mae - without.mae;
+  const char* verdict = !std::isfinite(d) ? "undetermined"
+                        : d < 0          ? "the sleep model lowers the AHI error"
+                        : d > 0          ? "the sleep model raises the AHI error"
+                                         : "the sleep model makes no difference to the AHI error";
+  return fmt::format(
+      "sleep model: AHI MAE {} vs {} events/h without it ({}{}), Pearson r {} vs {}, AHI >= 5 accuracy "
+      "{} vs {}: {}",
+      fixed(with.mae, 2), fixed(without.mae, 2), d > 0 ? "+" : "", fixed(d, 2), fixed(with.pearson_r, 3),
+      fixed(without.pearson_r, 3), fixed(with.ahi5.decision.accuracy(), 3),
+      fixed(without.ahi5.decision.accuracy(), 3), verdict);
+}
+
 // ---- index.html ---------------------------------------------------------------------------------
 
 constexpr const char* kCss = R"(
@@ -445,6 +464,9 @@ std::string index_html(const ReportData& data, const ReportMetrics& m, const std
   h += fmt::format("<h1>{}</h1>\n", svg::escape(data.title));
   h += fmt::format("<p class=\"meta\">{}</p>\n", svg::escape(counts_line(data, m)));
   h += fmt::format("<p class=\"meta\">{}</p>\n", svg::escape(calibration_line(data)));
+  if (const std::string line = sleep_model_line(m); !line.empty()) {
+    h += fmt::format("<p class=\"meta\"><b>{}</b></p>\n", svg::escape(line));
+  }
 
   h += "<h2>Summary</h2>\n";
   const std::vector<SummaryRow> rows = summary_rows(m);
@@ -650,7 +672,9 @@ json report_json(const ReportData& data, const ReportMetrics& m) {
 std::string summary_table(const ReportData& data) { return summary_table(data, compute_metrics(data)); }
 
 std::string summary_table(const ReportData& data, const ReportMetrics& m) {
-  std::string s = fmt::format("{}\n  {}\n  {}\n\n", data.title, counts_line(data, m), calibration_line(data));
+  std::string s = fmt::format("{}\n  {}\n  {}\n", data.title, counts_line(data, m), calibration_line(data));
+  if (const std::string line = sleep_model_line(m); !line.empty()) s += "  " + line + "\n";
+  s += "\n";
   const std::vector<SummaryRow> rows = summary_rows(m);
   if (rows.empty()) return s + "  no labelled windows, epochs or records: nothing to score\n";
   size_t wl = 5, wm = 6, wv = 5;
