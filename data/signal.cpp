@@ -514,4 +514,179 @@ std::vector<float> resample_uniform(std::span<const double> t, std::span<const f
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Respiratory signals
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+void check_rate(const char* fn, double fs_hz, double min_hz) {
+  if (!std::isfinite(fs_hz) || fs_hz < min_hz || fs_hz > 10000)
+    throw Error(fmt::format("{}: sampling frequency must be in [{}, 10000] Hz, got {}", fn, min_hz, fs_hz));
+}
+
+// q-quantile (0..1) of v (copied).
+float quantile(std::vector<float> v, double q) {
+  if (v.empty()) return NAN;
+  size_t k = std::min(v.size() - 1, size_t(q * double(v.size() - 1) + 0.5));
+  std::nth_element(v.begin(), v.begin() + k, v.end());
+  return v[k];
+}
+
+// Per-second amplitude ratio to a running baseline (quantile of the preceding window; the first
+// seconds, with less than 30 s of history, use the first window instead).
+std::vector<float> amplitude_ratio(const std::vector<float>& amp, const FlowEventConfig& cfg) {
+  const int64_t n = static_cast<int64_t>(amp.size()), w = std::max<int64_t>(1, std::lround(cfg.baseline_window_s));
+  std::vector<float> ratio(n, 1.0f);
+  std::vector<float> win;
+  for (int64_t k = 0; k < n; ++k) {
+    int64_t a = k - w, b = k;  // [a, b)
+    if (k < 30) a = 0, b = std::min(n, w);
+    a = std::max<int64_t>(0, a);
+    win.assign(amp.begin() + a, amp.begin() + b);
+    float base = quantile(win, cfg.baseline_percentile);
+    ratio[k] = base > 0 ? amp[k] / base : 1.0f;
+  }
+  return ratio;
+}
+
+}  // namespace
+
+std::vector<Desaturation> find_desaturations(std::span<const float> spo2, double fs_hz,
+                                             const DesaturationConfig& cfg) {
+  check_rate("find_desaturations", fs_hz, 1e-3);
+  if (!(cfg.min_drop_pct > 0) || !(cfg.baseline_window_s >= 1) || !(cfg.max_duration_s >= 1))
+    throw Error(fmt::format("find_desaturations: bad DesaturationConfig (min_drop_pct {}, baseline_window_s {}, "
+                            "max_duration_s {})", cfg.min_drop_pct, cfg.baseline_window_s, cfg.max_duration_s));
+  // Mean per second of the valid samples.
+  const int64_t n_sec = static_cast<int64_t>(std::floor(double(spo2.size()) / fs_hz));
+  std::vector<float> s(n_sec, NAN);
+  for (int64_t k = 0; k < n_sec; ++k) {
+    int64_t i0 = std::lround(double(k) * fs_hz), i1 = std::min<int64_t>(spo2.size(), std::lround(double(k + 1) * fs_hz));
+    double sum = 0;
+    int cnt = 0;
+    for (int64_t i = i0; i < std::max(i1, i0 + 1) && i < int64_t(spo2.size()); ++i)
+      if (std::isfinite(spo2[i]) && spo2[i] >= 50 && spo2[i] <= 100) sum += spo2[i], ++cnt;
+    if (cnt) s[k] = float(sum / cnt);
+  }
+  std::vector<Desaturation> out;
+  if (n_sec == 0 || interpolate_nonfinite(s) == n_sec) return out;
+  const int64_t w = std::lround(cfg.baseline_window_s), maxd = std::lround(cfg.max_duration_s);
+  for (int64_t k = 1; k < n_sec; ++k) {
+    float base = -INFINITY;
+    for (int64_t j = std::max<int64_t>(0, k - w); j < k; ++j) base = std::max(base, s[j]);
+    if (!(s[k] <= base - cfg.min_drop_pct)) continue;
+    int64_t start = k;
+    while (start > 0 && s[start - 1] < base) --start;
+    int64_t m = k, nadir = k;
+    while (m + 1 < n_sec && s[m + 1] < base - 1 && m + 1 - start < maxd) {
+      ++m;
+      if (s[m] < s[nadir]) nadir = m;
+    }
+    Desaturation d;
+    d.start_s = double(start);
+    d.nadir_s = double(nadir) + 0.5;
+    d.end_s = double(m + 1);
+    d.baseline_pct = base;
+    d.nadir_pct = s[nadir];
+    out.push_back(d);
+    k = m + 1;
+  }
+  return out;
+}
+
+std::vector<float> respiration_amplitude(std::span<const float> resp, double fs_hz, double window_s) {
+  check_rate("respiration_amplitude", fs_hz, 4.0);
+  if (!(window_s >= 1 && window_s <= 60))
+    throw Error(fmt::format("respiration_amplitude: amplitude window must be in [1, 60] s, got {}", window_s));
+  const int64_t n_sec = static_cast<int64_t>(std::floor(double(resp.size()) / fs_hz));
+  if (n_sec == 0) return {};
+  std::vector<float> x(resp.begin(), resp.end());
+  interpolate_nonfinite(x);
+  std::vector<float> bp = filtfilt(butter_bandpass(2, 0.05, 1.0, fs_hz), x);
+  // 10 Hz copy of the band-passed signal (its content is below 1 Hz), then max - min per window.
+  const int64_t n10 = static_cast<int64_t>(double(bp.size()) * 10.0 / fs_hz);
+  std::vector<float> y(n10);
+  for (int64_t i = 0; i < n10; ++i) y[i] = bp[std::min<int64_t>(bp.size() - 1, std::lround(double(i) * fs_hz / 10.0))];
+  const int64_t h = std::lround(window_s * 5.0);  // half window in 10 Hz samples
+  std::vector<float> amp(n_sec);
+  for (int64_t k = 0; k < n_sec; ++k) {
+    int64_t c = 10 * k + 5, a = std::max<int64_t>(0, c - h), b = std::min<int64_t>(n10 - 1, c + h);
+    if (a > b) {
+      amp[k] = 0;
+      continue;
+    }
+    auto [lo, hi] = std::minmax_element(y.begin() + a, y.begin() + b + 1);
+    amp[k] = *hi - *lo;
+  }
+  return amp;
+}
+
+const char* flow_event_name(FlowEventType t) {
+  switch (t) {
+    case FlowEventType::Apnea: return "apnea";
+    case FlowEventType::ObstructiveApnea: return "obstructive";
+    case FlowEventType::CentralApnea: return "central";
+    case FlowEventType::Hypopnea: return "hypopnea";
+  }
+  return "?";
+}
+
+std::vector<FlowEvent> detect_flow_events(std::span<const float> flow, double fs_hz, std::span<const float> effort,
+                                          std::span<const float> spo2, const FlowEventConfig& cfg) {
+  check_rate("detect_flow_events", fs_hz, 4.0);
+  if ((!effort.empty() && effort.size() != flow.size()) || (!spo2.empty() && spo2.size() != flow.size()))
+    throw Error(fmt::format("detect_flow_events: flow has {} samples but effort {} and spo2 {} (expected equal "
+                            "lengths or empty)", flow.size(), effort.size(), spo2.size()));
+  if (!(cfg.apnea_ratio > 0 && cfg.apnea_ratio < cfg.hypopnea_ratio && cfg.hypopnea_ratio < 1) ||
+      !(cfg.min_duration_s > 0 && cfg.max_duration_s > cfg.min_duration_s) ||
+      !(cfg.baseline_percentile > 0 && cfg.baseline_percentile <= 1) || !(cfg.baseline_window_s >= 10) ||
+      !(cfg.central_effort_ratio > 0) || !(cfg.desaturation_search_s >= 0))
+    throw Error("detect_flow_events: bad FlowEventConfig (need 0 < apnea_ratio < hypopnea_ratio < 1, "
+                "0 < min_duration_s < max_duration_s, 0 < baseline_percentile <= 1, baseline_window_s >= 10)");
+  std::vector<float> amp = respiration_amplitude(flow, fs_hz, cfg.amplitude_window_s);
+  const int64_t n = static_cast<int64_t>(amp.size());
+  std::vector<FlowEvent> out;
+  if (n == 0) return out;
+  std::vector<float> ratio = amplitude_ratio(amp, cfg);
+  std::vector<float> effort_ratio;
+  if (!effort.empty()) effort_ratio = amplitude_ratio(respiration_amplitude(effort, fs_hz, cfg.amplitude_window_s), cfg);
+  std::vector<Desaturation> desats;
+  if (!spo2.empty()) desats = find_desaturations(spo2, fs_hz);
+  const double half = cfg.amplitude_window_s / 2;
+  for (int64_t k = 0; k < n;) {
+    if (!(ratio[k] <= cfg.hypopnea_ratio)) {
+      ++k;
+      continue;
+    }
+    int64_t e = k;
+    while (e < n && ratio[e] <= cfg.hypopnea_ratio) ++e;  // run [k, e)
+    double onset = std::max(0.0, double(k) - half + 0.5), end = std::min(double(n), double(e) + half - 0.5);
+    double dur = end - onset;
+    if (dur >= cfg.min_duration_s && dur <= cfg.max_duration_s) {
+      FlowEvent ev;
+      ev.onset_s = onset;
+      ev.duration_s = dur;
+      ev.amplitude_ratio = quantile(std::vector<float>(ratio.begin() + k, ratio.begin() + e), 0.5);
+      bool keep = true;
+      if (ev.amplitude_ratio <= cfg.apnea_ratio) {
+        ev.type = FlowEventType::Apnea;
+        if (!effort_ratio.empty()) {
+          float er = quantile(std::vector<float>(effort_ratio.begin() + k, effort_ratio.begin() + e), 0.5);
+          ev.type = er <= cfg.central_effort_ratio ? FlowEventType::CentralApnea : FlowEventType::ObstructiveApnea;
+        }
+      } else {
+        ev.type = FlowEventType::Hypopnea;
+        if (!spo2.empty())
+          keep = std::any_of(desats.begin(), desats.end(), [&](const Desaturation& d) {
+            return d.start_s >= onset - 5 && d.start_s <= end + cfg.desaturation_search_s;
+          });
+      }
+      if (keep) out.push_back(ev);
+    }
+    k = e;
+  }
+  return out;
+}
+
 }  // namespace sleepnet::data

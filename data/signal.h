@@ -34,6 +34,23 @@
 //     4 Hz: linear interpolation, or monotone cubic (PCHIP, Fritsch-Carlson) which is smooth but
 //     never overshoots between beats. Outside [t_first, t_last] the edge value is held.
 //
+//  4. Respiratory signals, where a record has them (airflow, chest/abdominal effort, SpO2):
+//     - `find_desaturations`: SpO2 averaged per second (values outside 50-100 % are invalid and
+//       bridged); a desaturation starts where SpO2 falls `min_drop_pct` (default 3) below the
+//       highest value of the preceding `baseline_window_s` (default 60 s), its nadir is the lowest
+//       value before SpO2 comes back within 1 point of that baseline (or `max_duration_s`).
+//       Count / hours = the oxygen desaturation index (ODI).
+//     - `respiration_amplitude`: breathing amplitude once per second: the signal band-passed to
+//       0.05-1 Hz (zero phase), then max - min over a centred `amplitude_window_s` (default 6 s,
+//       longer than one breath at >= 10 breaths/min).
+//     - `detect_flow_events`: apneas and hypopneas from airflow, after the AASM rules in a simple
+//       form: amplitude relative to a baseline (the 80th percentile of the preceding 120 s);
+//       a run of seconds at <= 70 % of baseline lasting >= 10 s (after adding back the half
+//       amplitude window at each end) is an event; an apnea when its median ratio is <= 10 %
+//       (a >= 90 % drop), else a hypopnea, which needs a >= 3 % desaturation starting within the
+//       event or the 30 s after it when SpO2 is given. Apneas are central when the effort
+//       amplitude (if given) stays <= 20 % of its own baseline, obstructive otherwise.
+//
 // Every function accepts empty input (empty result, or a clear Error where a result cannot be
 // defined, e.g. resampling zero points) and never crashes on NaN or constant signals.
 #pragma once
@@ -156,5 +173,67 @@ enum class Interp { Linear, Pchip };
 // range the first/last value is held. Error if no finite point is left (nothing to interpolate).
 std::vector<float> resample_uniform(std::span<const double> t, std::span<const float> v, double t0,
                                     double fs_hz, int64_t n, Interp method = Interp::Linear);
+
+// ---------------------------------------------------------------------------------------------
+// 4. Respiratory signals
+// ---------------------------------------------------------------------------------------------
+
+struct Desaturation {
+  double start_s = 0;       // first second below the baseline
+  double nadir_s = 0;
+  double end_s = 0;         // back within 1 point of the baseline (or cut at max_duration_s)
+  float baseline_pct = 0;
+  float nadir_pct = 0;
+  float drop_pct() const { return baseline_pct - nadir_pct; }
+};
+
+struct DesaturationConfig {
+  double min_drop_pct = 3.0;
+  double baseline_window_s = 60.0;
+  double max_duration_s = 180.0;
+};
+
+// spo2 in percent at fs_hz (any rate > 0; typically 1-256 Hz). Events in time order.
+std::vector<Desaturation> find_desaturations(std::span<const float> spo2, double fs_hz,
+                                             const DesaturationConfig& cfg = {});
+
+// Breathing amplitude (signal units) at 1 Hz: value k describes second [k, k+1). Non-finite
+// samples are bridged first. Empty input -> empty result; error if fs_hz < 4 Hz.
+std::vector<float> respiration_amplitude(std::span<const float> resp, double fs_hz,
+                                         double amplitude_window_s = 6.0);
+
+enum class FlowEventType : uint8_t {
+  Apnea,             // >= 90 % drop, no effort signal to classify it
+  ObstructiveApnea,  // ... with effort continuing
+  CentralApnea,      // ... with effort absent
+  Hypopnea,          // >= 30 % drop (with a desaturation when SpO2 is given)
+};
+const char* flow_event_name(FlowEventType t);  // "apnea", "obstructive", "central", "hypopnea"
+
+struct FlowEvent {
+  FlowEventType type = FlowEventType::Apnea;
+  double onset_s = 0;
+  double duration_s = 0;
+  float amplitude_ratio = 0;  // median amplitude / baseline during the event
+};
+
+struct FlowEventConfig {
+  double amplitude_window_s = 6.0;
+  double baseline_window_s = 120.0;
+  double baseline_percentile = 0.8;
+  double apnea_ratio = 0.1;
+  double hypopnea_ratio = 0.7;
+  double min_duration_s = 10.0;
+  double max_duration_s = 120.0;
+  double central_effort_ratio = 0.2;
+  double desaturation_search_s = 30.0;  // after the event end
+};
+
+// flow (airflow), optional effort (chest or abdomen) and spo2, all at fs_hz and of equal length
+// (Error otherwise). Events in time order.
+std::vector<FlowEvent> detect_flow_events(std::span<const float> flow, double fs_hz,
+                                          std::span<const float> effort = {},
+                                          std::span<const float> spo2 = {},
+                                          const FlowEventConfig& cfg = {});
 
 }  // namespace sleepnet::data

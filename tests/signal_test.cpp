@@ -2,7 +2,10 @@
 // edge behaviour, running mean/median, beat-series building and cleaning, uniform resampling.
 #include "data/signal.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
+#include <iostream>
 #include <cstdint>
 #include <limits>
 #include <numbers>
@@ -11,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "data/synth.h"
 #include "tensor/tensor.h"
 
 using namespace sleepnet::data;
@@ -397,4 +401,136 @@ TEST(Resample, MissingValuesAndBadInput) {
   EXPECT_THROW(resample_uniform(std::vector<double>{0, 2, 1}, std::vector<float>(3, 1.0f), 0.0, 4.0, 10), Error);
   EXPECT_THROW(resample_uniform(t, v, 0.0, 0.0, 10), Error);
   EXPECT_THROW(resample_uniform(t, v, 0.0, 4.0, -1), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Respiratory signals
+// ---------------------------------------------------------------------------------------------
+
+TEST(Desaturations, FindsDropsOfAtLeastThreePoints) {
+  // 1 Hz SpO2 at 96 %: a 5-point dip (30 s down, 10 s back), a 2-point dip (ignored), a 4-point dip
+  // with invalid samples (0 %, oximeter off the finger) inside it.
+  std::vector<float> s(400, 96.0f);
+  for (int k = 100; k < 130; ++k) s[k] = 96.0f - 5.0f * float(k - 100) / 30.0f;
+  for (int k = 130; k < 140; ++k) s[k] = 91.0f + 0.5f * float(k - 130);
+  for (int k = 200; k < 220; ++k) s[k] = 94.0f;
+  for (int k = 300; k < 320; ++k) s[k] = 92.0f;
+  s[305] = 0.0f;
+  s[306] = std::numeric_limits<float>::quiet_NaN();
+  auto d = find_desaturations(s, 1.0);
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_NEAR(d[0].start_s, 100, 1.0);
+  EXPECT_NEAR(d[0].nadir_s, 130, 1.0);
+  EXPECT_NEAR(d[0].drop_pct(), 5.0, 0.2);
+  EXPECT_NEAR(d[0].end_s, 138, 1.0);
+  EXPECT_NEAR(d[1].start_s, 300, 0.5);
+  EXPECT_NEAR(d[1].drop_pct(), 4.0, 1e-4);
+  // The same at 25 Hz gives the same events.
+  std::vector<float> fast;
+  for (float v : s)
+    for (int i = 0; i < 25; ++i) fast.push_back(v);
+  auto f = find_desaturations(fast, 25.0);
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].start_s, d[0].start_s);
+  EXPECT_TRUE(find_desaturations(std::vector<float>{}, 1.0).empty());
+  EXPECT_TRUE(find_desaturations(std::vector<float>(100, 0.0f), 1.0).empty());  // all invalid
+  EXPECT_TRUE(find_desaturations(std::vector<float>(100, 97.0f), 1.0).empty());  // constant
+  EXPECT_THROW(find_desaturations(s, 0.0), Error);
+}
+
+namespace {
+// Breathing at 0.25 Hz, amplitude a(t).
+std::vector<float> breathing(double fs, double seconds, const std::function<double(double)>& a) {
+  std::vector<float> x(int64_t(seconds * fs));
+  for (size_t i = 0; i < x.size(); ++i) {
+    double t = double(i) / fs;
+    x[i] = float(a(t) * std::sin(2 * kPi * 0.25 * t));
+  }
+  return x;
+}
+}  // namespace
+
+TEST(RespirationAmplitude, PeakToPeakPerSecond) {
+  auto x = breathing(50, 300, [](double t) { return (t >= 100 && t < 140) ? 0.0 : 0.5; });
+  auto a = respiration_amplitude(x, 50.0);
+  ASSERT_EQ(a.size(), 300u);
+  EXPECT_NEAR(a[50], 1.0, 0.1);   // peak to peak of 0.5 sin
+  EXPECT_LT(a[120], 0.05);        // no breathing
+  EXPECT_TRUE(respiration_amplitude(std::vector<float>(10, 1.0f), 50.0).empty());  // < 1 s
+  EXPECT_THROW(respiration_amplitude(x, 2.0), Error);
+  EXPECT_THROW(respiration_amplitude(x, 50.0, 0.1), Error);
+}
+
+TEST(FlowEvents, ApneaHypopneaAndTheirTypes) {
+  const double fs = 25;
+  // 20-s apnea at 300 s, 25-s hypopnea (50 %) at 500 s.
+  auto amp = [](double t) { return (t >= 300 && t < 320) ? 0.02 : (t >= 500 && t < 525) ? 0.25 : 0.5; };
+  auto flow = breathing(fs, 700, amp);
+  auto ev = detect_flow_events(flow, fs);
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0].type, FlowEventType::Apnea);
+  EXPECT_NEAR(ev[0].onset_s, 300, 3);
+  EXPECT_NEAR(ev[0].duration_s, 20, 4);
+  EXPECT_EQ(ev[1].type, FlowEventType::Hypopnea);
+  EXPECT_NEAR(ev[1].onset_s, 500, 3);
+  EXPECT_NEAR(ev[1].amplitude_ratio, 0.5, 0.1);
+  // Effort continuing through the apnea: obstructive; effort stopping too: central.
+  auto effort_on = breathing(fs, 700, [](double) { return 1.0; });
+  auto effort_off = breathing(fs, 700, [](double t) { return (t >= 300 && t < 320) ? 0.01 : 1.0; });
+  EXPECT_EQ(detect_flow_events(flow, fs, effort_on)[0].type, FlowEventType::ObstructiveApnea);
+  EXPECT_EQ(detect_flow_events(flow, fs, effort_off)[0].type, FlowEventType::CentralApnea);
+  // With SpO2 that never drops, the hypopnea is not scored; with a desaturation after it, it is.
+  std::vector<float> flat(flow.size(), 96.0f), dip = flat;
+  for (size_t i = 0; i < dip.size(); ++i) {
+    double t = double(i) / fs;
+    if (t >= 530 && t < 545) dip[i] = 92.0f;
+  }
+  auto no_desat = detect_flow_events(flow, fs, {}, flat);
+  ASSERT_EQ(no_desat.size(), 1u);
+  EXPECT_EQ(no_desat[0].type, FlowEventType::Apnea);
+  EXPECT_EQ(detect_flow_events(flow, fs, {}, dip).size(), 2u);
+  // Degenerate and bad input.
+  EXPECT_TRUE(detect_flow_events(std::vector<float>{}, fs).empty());
+  EXPECT_TRUE(detect_flow_events(std::vector<float>(7000, 0.0f), fs).empty());  // constant: ratio 1
+  EXPECT_THROW(detect_flow_events(flow, fs, std::vector<float>(10, 0.0f)), Error);
+  FlowEventConfig bad;
+  bad.apnea_ratio = 0.9;
+  EXPECT_THROW(detect_flow_events(flow, fs, {}, {}, bad), Error);
+  EXPECT_STREQ(flow_event_name(FlowEventType::CentralApnea), "central");
+}
+
+// On synthetic polysomnography: the scored events are the generated ones.
+TEST(FlowEvents, FindsTheSyntheticRecordsEvents) {
+  for (uint64_t seed : {1u, 2u}) {
+    SynthConfig c;
+    c.seed = seed;
+    c.duration_s = 2 * 3600;
+    c.ahi = 30;
+    c.central_fraction = 0.3;
+    SynthRecord r = generate_synthetic_record(c);
+    auto ev = detect_flow_events(r.signals[1].values, c.fs_hz, r.signals[2].values, r.signals[4].values);
+    std::vector<char> used(ev.size(), 0);
+    int tp = 0, same_type = 0;
+    for (const RespEvent& t : r.events) {
+      for (size_t j = 0; j < ev.size(); ++j) {
+        if (used[j] || ev[j].onset_s >= t.onset_s + t.duration_s || t.onset_s >= ev[j].onset_s + ev[j].duration_s) continue;
+        used[j] = 1;
+        ++tp;
+        FlowEventType want = t.type == RespEventType::Hypopnea       ? FlowEventType::Hypopnea
+                             : t.type == RespEventType::CentralApnea ? FlowEventType::CentralApnea
+                                                                     : FlowEventType::ObstructiveApnea;
+        same_type += ev[j].type == want;
+        break;
+      }
+    }
+    double se = double(tp) / double(r.events.size()), ppv = double(tp) / double(ev.size());
+    std::cout << "[ measured ] seed " << seed << ": " << r.events.size() << " true events, " << ev.size()
+              << " scored, Se " << se << " PPV " << ppv << " type agreement " << double(same_type) / tp << "\n";
+    EXPECT_GE(se, 0.9);
+    EXPECT_GE(ppv, 0.9);
+    EXPECT_GE(double(same_type) / tp, 0.85);
+    // Every event desaturates: the ODI is close to the AHI.
+    auto ds = find_desaturations(r.signals[4].values, c.fs_hz);
+    EXPECT_NEAR(double(ds.size()), double(r.events.size()), 0.15 * double(r.events.size()));
+  }
 }
