@@ -540,6 +540,9 @@ TEST(Svg, NiceRangesAndTickLabels) {
   r = svg::nice_range(5.0, 5.0, 5);  // constant data still gets an axis around it
   EXPECT_LT(r.lo, 5.0);
   EXPECT_GT(r.hi, 5.0);
+  r = svg::nice_range(0.3, 0.3, 5);  // ... and a positive loss no negative axis
+  EXPECT_GE(r.lo, 0.0);
+  EXPECT_GT(r.hi, 0.3);
   r = svg::nice_range(NAN, 1.0, 5);
   EXPECT_TRUE(std::isfinite(r.lo) && std::isfinite(r.hi) && r.hi > r.lo);
   EXPECT_EQ(svg::tick_label(15.0, 5.0), "15");

@@ -65,6 +65,11 @@ std::string severity_or_empty(double ahi) {
   return std::isfinite(ahi) ? severity_name(severity(ahi)) : "";
 }
 
+// "1 record", "3 records".
+std::string count_noun(int64_t n, const char* noun) {
+  return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");
+}
+
 // Thousands separated by a thin space: 17010 -> "17 010".
 std::string grouped(int64_t n) {
   std::string digits = std::to_string(n < 0 ? -n : n), out;
@@ -219,8 +224,8 @@ std::vector<Plot> make_plots(const ReportData& data, const ReportMetrics& m) {
     }
     out.push_back({"ahi_scatter.svg", "Estimated vs reference AHI per record",
                    plots::ahi_scatter(names, est, ref, "Estimated vs reference AHI",
-                                      fmt::format("{} records; Pearson r = {}, MAE = {} events/h",
-                                                  m.records->n, fixed(m.records->pearson_r, 3),
+                                      fmt::format("{}; Pearson r = {}, MAE = {} events/h",
+                                                  count_noun(m.records->n, "record"), fixed(m.records->pearson_r, 3),
                                                   fixed(m.records->mae, 2)))});
     const RecordMetrics& r = *m.records;
     out.push_back({"confusion_ahi5.svg", "Per-record diagnosis at AHI >= 5",
@@ -237,8 +242,8 @@ std::vector<Plot> make_plots(const ReportData& data, const ReportMetrics& m) {
                                                      fixed(r.ahi15.decision.specificity(), 3)))});
     out.push_back({"confusion_severity.svg", "Severity class per record",
                    plots::confusion_plot(r.severity, "Severity per record (4 classes)",
-                                         fmt::format("accuracy {} ({} records)",
-                                                     fixed(r.severity.accuracy(), 3), r.n))});
+                                         fmt::format("accuracy {} ({})",
+                                                     fixed(r.severity.accuracy(), 3), count_noun(r.n, "record")))});
   }
 
   if (m.windows) {
@@ -355,8 +360,8 @@ const char* status_word(int status) {
 std::string counts_line(const ReportData& data, const ReportMetrics& m) {
   int64_t with_ref = 0;
   for (const RecordRow& r : data.records) with_ref += std::isfinite(r.reference_ahi) ? 1 : 0;
-  std::string s = fmt::format("{} records ({} with reference AHI), {} windows ({} labelled)",
-                              data.records.size(), with_ref, grouped(m.windows_total),
+  std::string s = fmt::format("{} ({} with reference AHI), {} windows ({} labelled)",
+                              count_noun(static_cast<int64_t>(data.records.size()), "record"), with_ref, grouped(m.windows_total),
                               grouped(m.windows ? m.windows->decision.n() : 0));
   if (!data.sleep_epochs.empty()) {
     s += fmt::format(", {} sleep epochs ({} labelled)", grouped(static_cast<int64_t>(data.sleep_epochs.size())),

@@ -53,8 +53,8 @@ NiceRange nice_range(double lo, double hi, int target, double min_step) {
     hi = 1.0;
   }
   if (lo > hi) std::swap(lo, hi);
-  if (hi - lo < 1e-12 * std::max(1.0, std::abs(hi))) {  // constant: a unit-wide window around it
-    const double pad = std::max(1.0, std::abs(lo) * 0.1);
+  if (hi - lo < 1e-12 * std::max(1.0, std::abs(hi))) {  // constant: a window of +-50 % around it
+    const double pad = lo != 0.0 ? std::abs(lo) * 0.5 : 1.0;
     lo -= pad;
     hi += pad;
   }

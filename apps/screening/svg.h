@@ -39,7 +39,7 @@ struct NiceRange {
   std::vector<double> ticks() const;  // lo, lo + step, ..., hi
 };
 // About `target` intervals covering [lo, hi]. A degenerate or non-finite range becomes a sensible
-// default (an empty or constant series still gets a readable axis). min_step: e.g. 1 for epochs.
+// default (a constant v gets v +- 50 %, 0 gets +-1, non-finite gets [0, 1]). min_step: e.g. 1 for epochs.
 NiceRange nice_range(double lo, double hi, int target = 5, double min_step = 0.0);
 // A tick label with as many decimals as the step needs: 0.05 -> "0.25", 5 -> "15", 0.2 -> "0.6".
 std::string tick_label(double v, double step);
