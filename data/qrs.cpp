@@ -65,6 +65,8 @@ QrsResult detect_qrs(std::span<const float> ecg, double fs, const QrsConfig& cfg
   int width = std::max(1, int(std::lround(cfg.integration_window_s * fs)));
   if (width % 2 == 0) ++width;
   std::vector<float> mwi = moving_average(sq, width);
+  std::vector<float>().swap(sq);  // (an 8-hour record at 256 Hz: 30 MB per signal copy)
+  std::vector<float>().swap(bp);
 
   // Candidates: local maxima of mwi, then non-maximum suppression within the refractory period.
   const int64_t refractory = std::max<int64_t>(1, std::lround(cfg.refractory_s * fs));
