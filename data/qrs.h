@@ -26,6 +26,12 @@
 // beats; a constant or all-NaN signal gives no beats; a signal shorter than one second is processed
 // as is.
 //
+// Measured (150 ms window) on 15-min synthetic records with apneas, 0.5 % PVCs, 8 motion
+// artifacts per hour, baseline wander and mains hum: 90 records (seeds 10-39 at 100, 128, 250 Hz,
+// SNR 12 dB): Se 99.99 %, +P 99.90 %, worst record 99.68 % / 99.62 %; the 24 records of
+// tests/qrs_test.cpp (100/128/250/256 Hz x SNR 24/18/12 dB x 2 subjects): Se 100.00 %, +P 99.83 %;
+// at SNR 6 dB: 100 Hz Se 99.4 % +P 92 %, 250 Hz Se 100 % +P 99.6 %.
+//
 // Matching (for tests and for reporting): `match_beats` pairs each reference beat with the nearest
 // unpaired detection within a tolerance, in time order (the ANSI/AAMI EC57 rule, bxb's 150 ms
 // match window being the standard tolerance); sensitivity Se = TP / (TP + FN), positive

@@ -3,6 +3,7 @@
 #include "data/synth.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
