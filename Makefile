@@ -15,7 +15,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 main: configure
 	cmake --build $(BUILD) --target sleepnet_app -j $(JOBS)
-	$(BUILD)/apps/sleepnet demo
+	$(BUILD)/apps/sleepnet main
 bench: build
 	bash bench/run_all.sh $(BUILD)
 clean:

@@ -1,49 +1,272 @@
-// sleepnet: the command-line program. Thin: every command is a call into the library.
+// sleepnet: the command-line program. Thin: every command parses its flags and calls the library
+// (apps/screening/ for the screening method, data/ for readers and synthetic records).
+//
+//   sleepnet main                      the README's main job: train on a by-record split of the
+//                                      shipped data, evaluate on the held-out records, report
+//   sleepnet train --out RUN           train the apnea and sleep models (all shipped data by default)
+//   sleepnet evaluate --run RUN ...    metrics and report on labelled records
+//   sleepnet predict --run RUN --out OUT RECORD...   windows.csv and records.csv for any records
+//   sleepnet cv                        k-fold cross-validation by record (the README's table)
+//   sleepnet synth --out DIR           synthetic WFDB/EDF recordings with ground truth
+//   sleepnet info RECORD...            what a record holds
+//   sleepnet summary                   MobileNetV2 layer by layer (shapes, parameters, MACs)
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <chrono>
+#include <cmath>
 #include <exception>
+#include <filesystem>
 
+#include "apps/screening/cv.h"
+#include "apps/screening/pipeline.h"
+#include "apps/screening/report.h"
 #include "autograd/ops.h"
-#include "tensor/tensor.h"
+#include "data/info.h"
+#include "data/synth.h"
+#if __has_include("nn/summary.h")
+#include "nn/summary.h"
+#define SLEEPNET_HAS_SUMMARY 1
+#endif
 
 using namespace sleepnet;
+using namespace sleepnet::screening;
+namespace fs = std::filesystem;
 
-// A small end-to-end check of the foundation: fits y = sin(3x) with a two-layer tanh network,
-// using only tensor ops and autograd, and prints the loss as it falls.
-static int run_demo(int steps, uint64_t seed) {
-  Generator gen(seed);
-  Tensor x = Tensor::uniform({256, 1}, -1.f, 1.f, gen);
-  Tensor y = Tensor::empty({256, 1});
-  for (int64_t i = 0; i < 256; ++i) y.data()[i] = std::sin(3.f * x.data()[i]);
-  Tensor w1 = (Tensor::normal({1, 32}, 0.f, 1.f, gen)).set_requires_grad();
-  Tensor b1 = Tensor::zeros({32}).set_requires_grad();
-  Tensor w2 = (Tensor::normal({32, 1}, 0.f, 0.2f, gen)).set_requires_grad();
-  Tensor b2 = Tensor::zeros({1}).set_requires_grad();
-  const float lr = 0.1f;
-  for (int step = 0; step <= steps; ++step) {
-    Tensor h = tanh(matmul(x, w1) + b1);
-    Tensor loss = mean(pow(matmul(h, w2) + b2 - y, 2.f));
-    for (Tensor* p : {&w1, &b1, &w2, &b2}) p->zero_grad();
-    loss.backward();
-    NoGradGuard no_grad;
-    for (Tensor* p : {&w1, &b1, &w2, &b2}) p->copy_(*p - p->grad() * lr);
-    if (step % (steps / 10 > 0 ? steps / 10 : 1) == 0) fmt::print("step {:5d}  mse {:.6f}\n", step, loss.item());
+namespace {
+
+// Flags shared by train, main and cv: where the data is and how the models are made.
+struct ConfigFlags {
+  RunConfig c = RunConfig::defaults();
+  int image_size = 0;
+  double context_s = -1;
+  int epochs = 0;
+  int64_t batch = 0;
+  double width = 0, lr = 0;
+  int64_t seed = -1;
+  bool no_sleep = false;
+  bool no_cache = false;
+
+  void add(CLI::App* app) {
+    app->add_option("--apnea-data", c.apnea_dir, "Apnea-ECG-style database directory")->capture_default_str();
+    app->add_option("--sleep-data", c.sleep_dir, "slpdb-style database directory for the sleep model")
+        ->capture_default_str();
+    app->add_flag("--no-sleep-model", no_sleep, "train no sleep model: AHI per hour of recording");
+    app->add_option("--records", c.records, "apnea records to use (default: every record present)");
+    app->add_option("--sleep-records", c.sleep_records, "sleep records to use (default: every record present)");
+    app->add_option("--epochs", epochs, "training epochs of the apnea model (sleep model: 3/4 of it)");
+    app->add_option("--batch-size", batch, "batch size");
+    app->add_option("--width", width, "MobileNetV2 width multiplier");
+    app->add_option("--image-size", image_size, "image height and width (pixels)");
+    app->add_option("--context", context_s, "seconds of context on each side of an apnea window");
+    app->add_option("--lr", lr, "peak learning rate (AdamW, warm-up + cosine)");
+    app->add_option("--seed", seed, "random seed (initialisation, batch order, dropout, splits)");
+    app->add_option("--threads", c.threads, "threads (0: OpenMP's default)");
+    app->add_option("--cache", c.cache_dir, "image cache directory")->capture_default_str();
+    app->add_flag("--no-cache", no_cache, "do not cache images on disk");
+    app->add_option("--validation-fraction", c.validation_fraction,
+                    "share of the training records held out for early stopping")
+        ->capture_default_str();
   }
+
+  RunConfig resolve() {
+    if (no_sleep) c.sleep_dir.clear();
+    if (no_cache) c.cache_dir.clear();
+    for (ModelConfig* m : {&c.apnea, &c.sleep}) {
+      if (image_size > 0) m->data.spectrogram.height = m->data.spectrogram.width = image_size;
+      if (batch > 0) m->train.batch_size = batch;
+      if (width > 0) m->train.width_mult = width;
+      if (lr > 0) m->train.lr = lr;
+      if (seed >= 0) m->train.seed = static_cast<uint64_t>(seed);
+    }
+    if (epochs > 0) {
+      c.apnea.train.epochs = epochs;
+      c.sleep.train.epochs = std::max(1, epochs * 3 / 4);
+    }
+    if (context_s >= 0) c.apnea.data.spectrogram.context_s = context_s;
+    return c;
+  }
+};
+
+int cmd_train(const RunConfig& c, const std::string& out, bool resume, bool overwrite) {
+  set_threads(c.threads);
+  prepare_run_dir(out, c, resume, overwrite);
+  auto apnea = load_records(c.apnea_dir, c.records, c.progress);
+  std::vector<data::Record> sleep;
+  if (!c.sleep_dir.empty()) sleep = load_records(c.sleep_dir, c.sleep_records, c.progress);
+  std::vector<TrainingLog> logs;
+  Models m = train_models(c, apnea, sleep, out, resume, &logs);
+  save_models(m, out);
+  fmt::print("trained: {} (apnea model{}); AHI calibration: {:.3f} * raw + {:.3f}\n", out,
+             m.sleep ? " + sleep model" : "", m.calibration.slope, m.calibration.intercept);
   return 0;
 }
 
+int cmd_predict(const std::string& run, const std::string& out, const std::vector<std::string>& paths) {
+  Models m = load_models(run);
+  set_threads(m.config.threads);
+  std::vector<data::Record> records;
+  int failed = 0;
+  for (const std::string& p : paths) {
+    try {
+      records.push_back(data::load_record(p));
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "sleepnet predict: {}: skipped: {}\n", p, e.what());
+      ++failed;
+    }
+  }
+  if (records.empty()) throw Error("predict: no record could be read");
+  Prediction p = predict_records(m, records);
+  fs::create_directories(out);
+  write_file_atomic(fs::path(out) / "windows.csv", predictions_windows_csv(p.windows, m.sleep != nullptr));
+  write_file_atomic(fs::path(out) / "records.csv", predictions_records_csv(p.records));
+  for (const RecordRow& r : p.records)
+    fmt::print("{:8s} {:6.2f} h  {:4d} apnea windows  AHI {:6.1f}  {}\n", r.record, r.hours, r.apnea_windows,
+               r.estimated_ahi, std::isfinite(r.estimated_ahi) ? severity_name(severity(r.estimated_ahi)) : "unknown");
+  fmt::print("wrote {}/windows.csv and {}/records.csv\n", out, out);
+  return failed ? 2 : 0;
+}
+
+int cmd_evaluate(const std::string& run, const std::string& data_dir, const std::vector<std::string>& ids,
+                 const std::string& sleep_dir, const std::vector<std::string>& sleep_ids, const std::string& out) {
+  Models m = load_models(run);
+  set_threads(m.config.threads);
+  auto records = load_records(data_dir, ids, true);
+  ReportData rd;
+  rd.title = fmt::format("sleepnet evaluation of {}", run);
+  rd.config = m.config.to_json();
+  rd.calibration = m.calibration;
+  Prediction p = predict_records(m, records);
+  rd.windows = p.windows;
+  rd.records = p.records;
+  if (m.sleep && !sleep_dir.empty()) rd.sleep_epochs = predict_sleep_epochs(m, load_records(sleep_dir, sleep_ids, true));
+  const std::string dir = out.empty() ? (fs::path(run) / "report").string() : out;
+  ReportMetrics metrics = write_report(rd, dir);
+  fmt::print("{}\nreport: {}/index.html\n", summary_table(rd, metrics), dir);
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  CLI::App app{"sleepnet: home sleep-apnea screening with MobileNetV2, from scratch"};
+  CLI::App app{"sleepnet: home sleep-apnea screening with MobileNetV2, written from scratch"};
   app.require_subcommand(1);
+
+  // main
+  ConfigFlags main_flags;
+  std::string main_out = "runs/main";
+  int main_fold = 0, main_folds = 5;
+  auto* main_cmd = app.add_subcommand("main", "the main job: train on a by-record split of the shipped data, "
+                                              "evaluate on the held-out records, print the summary and the report path");
+  main_flags.add(main_cmd);
+  main_cmd->add_option("--out", main_out, "run directory (replaced if it holds an earlier main job)")->capture_default_str();
+  main_cmd->add_option("--folds", main_folds, "the held-out records are one fold of this many")->capture_default_str();
+  main_cmd->add_option("--fold", main_fold, "which fold is held out")->capture_default_str();
+
+  // train
+  ConfigFlags train_flags;
+  std::string train_out;
+  bool resume = false, overwrite = false;
+  auto* train_cmd = app.add_subcommand("train", "train the apnea and sleep models and the AHI calibration");
+  train_flags.add(train_cmd);
+  train_cmd->add_option("--out", train_out, "run directory")->required();
+  train_cmd->add_flag("--resume", resume, "continue an interrupted run in --out");
+  train_cmd->add_flag("--overwrite", overwrite, "replace a finished run in --out");
+
+  // evaluate
+  std::string eval_run, eval_data = RunConfig::defaults().apnea_dir, eval_sleep, eval_out;
+  std::vector<std::string> eval_records, eval_sleep_records;
+  auto* eval_cmd = app.add_subcommand("evaluate", "metrics and report of a trained run on labelled records");
+  eval_cmd->add_option("--run", eval_run, "run directory made by `train`")->required();
+  eval_cmd->add_option("--data", eval_data, "database directory with the records")->capture_default_str();
+  eval_cmd->add_option("--records", eval_records, "records to evaluate (default: all present)");
+  eval_cmd->add_option("--sleep-data", eval_sleep, "hypnogram-scored database for sleep/wake metrics");
+  eval_cmd->add_option("--sleep-records", eval_sleep_records, "records of --sleep-data (default: all)");
+  eval_cmd->add_option("--out", eval_out, "report directory (default: RUN/report)");
+
+  // predict
+  std::string pred_run, pred_out;
+  std::vector<std::string> pred_records;
+  auto* pred_cmd = app.add_subcommand("predict", "estimate the AHI of records (WFDB record paths such as dir/x01)");
+  pred_cmd->add_option("--run", pred_run, "run directory made by `train`")->required();
+  pred_cmd->add_option("--out", pred_out, "output directory for windows.csv and records.csv")->required();
+  pred_cmd->add_option("records", pred_records, "record paths")->required();
+
+  // cv
+  ConfigFlags cv_flags;
+  std::string cv_out = "runs/cv";
+  int cv_folds = 5;
+  auto* cv_cmd = app.add_subcommand("cv", "k-fold cross-validation by record, with a report");
+  cv_flags.add(cv_cmd);
+  cv_cmd->add_option("--folds", cv_folds, "number of folds")->capture_default_str();
+  cv_cmd->add_option("--out", cv_out, "output directory")->capture_default_str();
+
+  // synth
+  data::SynthConfig synth;
+  std::string synth_out, synth_name = "synth";
+  int synth_count = 1;
+  auto* synth_cmd = app.add_subcommand("synth", "write synthetic WFDB (and EDF) recordings with ground truth");
+  synth_cmd->add_option("--out", synth_out, "output directory")->required();
+  synth_cmd->add_option("--name", synth_name, "record name (with --count > 1: NAME01, NAME02, ...)")->capture_default_str();
+  synth_cmd->add_option("--count", synth_count, "number of records (seeds seed, seed+1, ...)")->capture_default_str();
+  synth_cmd->add_option("--seed", synth.seed, "random seed")->capture_default_str();
+  synth_cmd->add_option("--duration", synth.duration_s, "duration in seconds")->capture_default_str();
+  synth_cmd->add_option("--fs", synth.fs_hz, "sampling rate (Hz)")->capture_default_str();
+  synth_cmd->add_option("--format", synth.wfdb_format, "WFDB signal format: 16 or 212")->capture_default_str();
+  synth_cmd->add_option("--ahi", synth.ahi, "events per hour of sleep")->capture_default_str();
+  synth_cmd->add_option("--snr", synth.snr_db, "ECG signal-to-noise ratio (dB)")->capture_default_str();
+  synth_cmd->add_flag("!--no-edf", synth.write_edf, "do not write the EDF copy");
+
+  // info
+  std::vector<std::string> info_paths;
+  auto* info_cmd = app.add_subcommand("info", "print what a record holds (WFDB record path or EDF file)");
+  info_cmd->add_option("records", info_paths, "record paths")->required();
+
+  // summary
+  double sum_width = 1.0;
+  int64_t sum_channels = 1, sum_size = 64, sum_batch = 1;
+  auto* sum_cmd = app.add_subcommand("summary", "MobileNetV2 layer by layer: output shape, parameters, MACs, memory");
+  sum_cmd->add_option("--width", sum_width, "width multiplier")->capture_default_str();
+  sum_cmd->add_option("--channels", sum_channels, "input channels")->capture_default_str();
+  sum_cmd->add_option("--size", sum_size, "input height and width")->capture_default_str();
+  sum_cmd->add_option("--batch", sum_batch, "batch size")->capture_default_str();
+
+  // demo
   int steps = 2000;
-  uint64_t seed = 0;
   auto* demo = app.add_subcommand("demo", "fit a small network with autograd (a check of the foundation)");
   demo->add_option("--steps", steps, "training steps")->check(CLI::PositiveNumber);
-  demo->add_option("--seed", seed, "random seed");
+
   CLI11_PARSE(app, argc, argv);
   try {
-    if (*demo) return run_demo(steps, seed);
+    if (*main_cmd) {
+      auto t0 = std::chrono::steady_clock::now();
+      int rc = run_main_job(main_flags.resolve(), main_out, main_folds, main_fold);
+      fmt::print("main job: {:.0f} s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      return rc;
+    }
+    if (*train_cmd) return cmd_train(train_flags.resolve(), train_out, resume, overwrite);
+    if (*eval_cmd) return cmd_evaluate(eval_run, eval_data, eval_records, eval_sleep, eval_sleep_records, eval_out);
+    if (*pred_cmd) return cmd_predict(pred_run, pred_out, pred_records);
+    if (*cv_cmd) return run_cross_validation(cv_flags.resolve(), cv_out, cv_folds);
+    if (*synth_cmd) {
+      for (int i = 0; i < synth_count; ++i) {
+        data::SynthConfig s = synth;
+        s.seed = synth.seed + i;
+        const std::string name = synth_count > 1 ? fmt::format("{}{:02d}", synth_name, i + 1) : synth_name;
+        data::write_synthetic_record(s, synth_out, name);
+        fmt::print("wrote {}/{} (seed {})\n", synth_out, name, s.seed);
+      }
+      return 0;
+    }
+    if (*info_cmd) return data::print_info(info_paths, stdout, stderr);
+    if (*sum_cmd) {
+      nn::MobileNetV2 model({.width_mult = sum_width, .in_channels = sum_channels, .num_outputs = 1});
+#ifdef SLEEPNET_HAS_SUMMARY
+      fmt::print("{}", nn::summary(model, {sum_batch, sum_channels, sum_size, sum_size}));
+#endif
+      return 0;
+    }
+    if (*demo) return run_demo(steps);
   } catch (const std::exception& e) {
     fmt::print(stderr, "sleepnet: {}\n", e.what());
     return 1;

@@ -1,0 +1,510 @@
+// pipeline.cpp: see pipeline.h.
+#include "apps/screening/pipeline.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "apps/screening/version.h"
+#include "nn/safetensors.h"
+
+namespace sleepnet::screening {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// ================================================================ configuration <-> JSON
+
+namespace {
+
+json spectrogram_json(const data::SpectrogramSettings& s) {
+  return json{{"context_s", s.context_s},
+              {"series_fs_hz", s.series_fs_hz},
+              {"interp", s.interp == data::Interp::Linear ? "linear" : "pchip"},
+              {"stft_window_s", s.stft_window_s},
+              {"overlap", s.overlap},
+              {"nfft", s.nfft},
+              {"detrend", s.detrend == data::Detrend::Constant ? "constant" : "linear"},
+              {"f_min_hz", s.f_min_hz},
+              {"f_max_hz", s.f_max_hz},
+              {"log_frequency", s.log_frequency},
+              {"height", s.height},
+              {"width", s.width},
+              {"log_scale", s.log_scale},
+              {"log_floor_rel", s.log_floor_rel},
+              {"normalization", s.normalization == data::SpecNormalization::None     ? "none"
+                                : s.normalization == data::SpecNormalization::ZScore ? "zscore"
+                                                                                     : "minmax"},
+              {"amplitude_channel", s.amplitude_channel},
+              {"max_gap_s", s.max_gap_s}};
+}
+
+data::SpectrogramSettings spectrogram_from_json(const json& j) {
+  data::SpectrogramSettings s;
+  s.context_s = j.at("context_s");
+  s.series_fs_hz = j.at("series_fs_hz");
+  s.interp = j.at("interp") == "linear" ? data::Interp::Linear : data::Interp::Pchip;
+  s.stft_window_s = j.at("stft_window_s");
+  s.overlap = j.at("overlap");
+  s.nfft = j.at("nfft");
+  s.detrend = j.at("detrend") == "constant" ? data::Detrend::Constant : data::Detrend::Linear;
+  s.f_min_hz = j.at("f_min_hz");
+  s.f_max_hz = j.at("f_max_hz");
+  s.log_frequency = j.at("log_frequency");
+  s.height = j.at("height");
+  s.width = j.at("width");
+  s.log_scale = j.at("log_scale");
+  s.log_floor_rel = j.at("log_floor_rel");
+  const std::string n = j.at("normalization");
+  s.normalization = n == "none"     ? data::SpecNormalization::None
+                    : n == "zscore" ? data::SpecNormalization::ZScore
+                                    : data::SpecNormalization::MinMax;
+  s.amplitude_channel = j.at("amplitude_channel");
+  s.max_gap_s = j.at("max_gap_s");
+  return s;
+}
+
+json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(fmt::format("{}: cannot open", path.string()));
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    throw Error(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
+  }
+}
+
+}  // namespace
+
+json ModelConfig::to_json() const {
+  return json{{"spectrogram", spectrogram_json(data.spectrogram)},
+              {"clean",
+               {{"rr_min_s", data.clean.rr_min_s},
+                {"rr_max_s", data.clean.rr_max_s},
+                {"max_rel_diff", data.clean.max_rel_diff},
+                {"median_half_window", data.clean.median_half_window},
+                {"remove_outliers", data.clean.remove_outliers}}},
+              {"min_coverage", data.min_coverage},
+              {"record_normalization", data.record_normalization == data::RecordNormalization::ZScore ? "zscore" : "none"},
+              {"train", train.to_json()}};
+}
+
+ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
+  try {
+    ModelConfig m;
+    m.data.spectrogram = spectrogram_from_json(j.at("spectrogram"));
+    const json& c = j.at("clean");
+    m.data.clean.rr_min_s = c.at("rr_min_s");
+    m.data.clean.rr_max_s = c.at("rr_max_s");
+    m.data.clean.max_rel_diff = c.at("max_rel_diff");
+    m.data.clean.median_half_window = c.at("median_half_window");
+    m.data.clean.remove_outliers = c.at("remove_outliers");
+    m.data.min_coverage = j.at("min_coverage");
+    m.data.record_normalization =
+        j.at("record_normalization") == "zscore" ? data::RecordNormalization::ZScore : data::RecordNormalization::None;
+    m.train = TrainOptions::from_json(j.at("train"));
+    return m;
+  } catch (const json::exception& e) {
+    throw Error(fmt::format("{}: model configuration: {}", source, e.what()));
+  }
+}
+
+json RunConfig::to_json() const {
+  return json{{"apnea_dir", apnea_dir},
+              {"sleep_dir", sleep_dir},
+              {"records", records},
+              {"sleep_records", sleep_records},
+              {"apnea", apnea.to_json()},
+              {"sleep", sleep.to_json()},
+              {"validation_fraction", validation_fraction},
+              {"threads", threads}};
+}
+
+RunConfig RunConfig::from_json(const json& j, const std::string& source) {
+  try {
+    RunConfig c;
+    c.apnea_dir = j.at("apnea_dir");
+    c.sleep_dir = j.at("sleep_dir");
+    c.records = j.at("records").get<std::vector<std::string>>();
+    c.sleep_records = j.at("sleep_records").get<std::vector<std::string>>();
+    c.apnea = ModelConfig::from_json(j.at("apnea"), source);
+    c.sleep = ModelConfig::from_json(j.at("sleep"), source);
+    c.validation_fraction = j.at("validation_fraction");
+    c.threads = j.at("threads");
+    return c;
+  } catch (const json::exception& e) {
+    throw Error(fmt::format("{}: run configuration: {}", source, e.what()));
+  }
+}
+
+RunConfig RunConfig::defaults() {
+  RunConfig c;
+  const std::string root = SLEEPNET_SOURCE_DIR "/data/physionet";
+  c.apnea_dir = root + "/apnea-ecg";
+  c.sleep_dir = root + "/slpdb";
+  // Apnea model: the scored minute with two minutes of context on each side, RR channel only
+  // (the shipped Apnea-ECG files hold beat times, not the ECG, so there is no R amplitude).
+  data::SpectrogramSettings& a = c.apnea.data.spectrogram;
+  a.context_s = 120;
+  a.height = 32;
+  a.width = 32;
+  a.amplitude_channel = false;
+  c.apnea.data.target = data::Target::Apnea;
+  c.apnea.train.epochs = 8;
+  // Sleep model: a 30-s epoch with 2.5 minutes of context on each side.
+  data::SpectrogramSettings& s = c.sleep.data.spectrogram;
+  s = a;
+  s.context_s = 150;
+  c.sleep.data.target = data::Target::Sleep;
+  c.sleep.train.epochs = 6;
+  if (const char* cache = std::getenv("SLEEPNET_CACHE")) {
+    c.cache_dir = cache;
+  } else if (const char* home = std::getenv("HOME")) {
+    c.cache_dir = std::string(home) + "/.cache/sleepnet";
+  }
+  return c;
+}
+
+void set_threads(int threads) {
+#ifdef _OPENMP
+  if (threads > 0) omp_set_num_threads(threads);
+#else
+  (void)threads;
+#endif
+}
+
+// ================================================================ records and models
+
+std::vector<data::Record> load_records(const std::string& dir, const std::vector<std::string>& ids, bool progress) {
+  data::DatabaseOptions opt;
+  opt.records = ids;
+  data::DatabaseLoad load = data::load_database(dir, opt);
+  for (const std::string& w : load.warnings) fmt::print(stderr, "warning: {}\n", w);
+  if (load.records.empty()) throw Error(fmt::format("{}: no usable record", dir));
+  if (progress) fmt::print(stderr, "{}: {} records\n", dir, load.records.size());
+  return std::move(load.records);
+}
+
+namespace {
+
+data::DatasetOptions dataset_options(const ModelConfig& m, const std::string& cache_dir, data::Target target,
+                                     bool keep_unlabelled) {
+  data::DatasetOptions o = m.data;
+  o.target = target;
+  o.cache_dir = cache_dir;
+  o.keep_unlabelled = keep_unlabelled;
+  return o;
+}
+
+// Splits record indices into train / validation, by group and stratified by class.
+data::Split train_validation_split(const data::Dataset& ds, double fraction, uint64_t seed) {
+  std::vector<data::RecordKey> keys = data::record_keys(ds);
+  data::Split split;
+  std::map<std::string, int> groups;
+  for (const auto& k : keys) groups[k.group]++;
+  const int k = fraction > 0 ? static_cast<int>(std::lround(1.0 / fraction)) : 0;
+  if (k < 2 || static_cast<int>(groups.size()) < k) {
+    for (int i = 0; i < static_cast<int>(keys.size()); ++i) split.train.push_back(i);
+    return split;
+  }
+  data::Split f = data::kfold_by_record(keys, {.k = k, .seed = seed, .stratify = true})[0];
+  split.train = f.train;
+  split.validation = f.test;
+  return split;
+}
+
+std::unique_ptr<nn::MobileNetV2> train_one(const ModelConfig& m, const data::Dataset& ds, double validation_fraction,
+                                           const std::string& dir, const std::string& name, bool resume,
+                                           bool progress, std::vector<TrainingLog>* logs) {
+  fs::create_directories(dir);
+  data::Split split = train_validation_split(ds, validation_fraction, m.train.seed);
+  TrainOptions t = m.train;
+  t.progress = progress;
+  auto model = std::make_unique<nn::MobileNetV2>(model_options(t, ds.channels()));
+  if (progress)
+    fmt::print(stderr, "{} model: {} training windows from {} records, {} validation windows from {} records\n", name,
+               ds.samples_of(split.train).size(), split.train.size(), ds.samples_of(split.validation).size(),
+               split.validation.size());
+  TrainSummary s = train_model(*model, ds, ds.samples_of(split.train), ds.samples_of(split.validation), t, dir, name,
+                               resume);
+  if (logs) logs->push_back(s.log);
+  return model;
+}
+
+// Per record: its windows' probabilities, in dataset order.
+struct RecordProbs {
+  std::vector<int64_t> samples;
+  std::vector<double> p;
+};
+
+std::vector<RecordProbs> per_record(nn::MobileNetV2& model, const data::Dataset& ds) {
+  std::vector<double> p = predict_probabilities(model, ds, ds.all_samples());
+  std::vector<RecordProbs> out(ds.records().size());
+  for (int64_t i = 0; i < ds.size(); ++i) {
+    auto& r = out[ds.sample(i).record];
+    r.samples.push_back(i);
+    r.p.push_back(p[i]);
+  }
+  return out;
+}
+
+// The record with its windows replaced by unlabelled 30-s epochs (what the sleep model scores).
+data::Record as_epochs(const data::Record& r) {
+  data::Record e = r;
+  e.windows.clear();
+  for (double t = 0; t + 30.0 <= r.duration_s + 1e-6; t += 30.0) {
+    data::Window w;
+    w.start_s = t;
+    w.duration_s = 30.0;
+    e.windows.push_back(w);
+  }
+  return e;
+}
+
+}  // namespace
+
+Prediction predict_records(Models& models, const std::vector<data::Record>& records) {
+  Prediction out;
+  const RunConfig& c = models.config;
+  // Every window is scored (coverage filter off): windows.csv has a line per scored window.
+  data::DatasetOptions ao = dataset_options(c.apnea, c.cache_dir, data::Target::Apnea, true);
+  ao.min_coverage = 0.0;
+  data::Dataset ads = data::build_dataset(records, ao);
+  std::vector<RecordProbs> ap = per_record(*models.apnea, ads);
+
+  // Sleep probability of each 30-s epoch, looked up by (record, epoch start).
+  std::vector<std::map<int64_t, double>> sleep_p(records.size());
+  if (models.sleep) {
+    std::vector<data::Record> epochs;
+    for (const auto& r : records) epochs.push_back(as_epochs(r));
+    data::DatasetOptions so = dataset_options(c.sleep, c.cache_dir, data::Target::Sleep, true);
+    so.min_coverage = 0.0;
+    data::Dataset sds = data::build_dataset(epochs, so);
+    std::vector<RecordProbs> sp = per_record(*models.sleep, sds);
+    for (size_t ri = 0; ri < sds.records().size(); ++ri) {
+      int idx = -1;
+      for (size_t k = 0; k < records.size(); ++k)
+        if (records[k].id == sds.records()[ri].id) idx = static_cast<int>(k);
+      if (idx < 0) continue;
+      for (size_t j = 0; j < sp[ri].samples.size(); ++j)
+        sleep_p[idx][std::llround(sds.sample(sp[ri].samples[j]).start_s)] = sp[ri].p[j];
+    }
+  }
+
+  for (size_t ri = 0; ri < ads.records().size(); ++ri) {
+    const data::DatasetRecord& dr = ads.records()[ri];
+    int idx = -1;
+    for (size_t k = 0; k < records.size(); ++k)
+      if (records[k].id == dr.id) idx = static_cast<int>(k);
+    RecordRow row;
+    row.record = dr.id;
+    int64_t apnea = 0;
+    double in_bed_s = 0, asleep_s = 0, expected_in_bed = 0, expected_asleep = 0;
+    for (size_t j = 0; j < ap[ri].samples.size(); ++j) {
+      const data::SampleInfo& s = ads.sample(ap[ri].samples[j]);
+      const data::Record& rec = records[idx];
+      WindowRow w;
+      w.record = dr.id;
+      w.start_s = s.start_s;
+      w.duration_s = s.duration_s;
+      w.p_apnea = ap[ri].p[j];
+      w.reference_apnea = rec.windows[s.window].apnea;
+      in_bed_s += s.duration_s;
+      expected_in_bed += w.p_apnea;
+      if (models.sleep) {
+        // mean of the sleep epochs inside the window
+        double sum = 0;
+        int n = 0;
+        for (double t = s.start_s; t < s.start_s + s.duration_s - 1e-6; t += 30.0) {
+          auto it = sleep_p[idx].find(std::llround(t));
+          if (it != sleep_p[idx].end()) {
+            sum += it->second;
+            ++n;
+          }
+        }
+        w.p_sleep = n ? sum / n : kNaN;
+        // the window counts as asleep when its epochs are, on average (no epoch scored: asleep)
+        const bool asleep = n == 0 || sum / n >= 0.5;
+        if (asleep) {
+          asleep_s += s.duration_s;
+          expected_asleep += w.p_apnea;
+          if (w.p_apnea >= 0.5) ++apnea;  // an apnea counts only in a window scored asleep
+        }
+      } else if (w.p_apnea >= 0.5) {
+        ++apnea;
+      }
+      out.windows.push_back(w);
+    }
+    row.apnea_windows = apnea;
+    row.hours_in_bed = in_bed_s / 3600.0;
+    row.hours = models.sleep ? asleep_s / 3600.0 : row.hours_in_bed;
+    // The raw AHI is the *expected* number of apnea minutes per hour (the sum of p_apnea, over the
+    // windows scored asleep when there is a sleep model): smoother than a count of thresholded
+    // windows, so the calibration line and the correlation do not hinge on windows near 0.5.
+    // A night with (almost) no predicted sleep has no defined AHI.
+    row.raw_ahi = row.hours > 0.05 ? expected_asleep / row.hours : kNaN;
+    const double raw_in_bed = row.hours_in_bed > 0.05 ? expected_in_bed / row.hours_in_bed : kNaN;
+    row.estimated_ahi = std::isfinite(row.raw_ahi) ? calibrated_ahi(models.calibration, row.raw_ahi) : kNaN;
+    row.estimated_ahi_in_bed = std::isfinite(raw_in_bed) ? calibrated_ahi(models.calibration_in_bed, raw_in_bed) : kNaN;
+    if (!models.sleep) row.estimated_ahi = row.estimated_ahi_in_bed;
+    if (idx >= 0 && records[idx].meta.reference_ahi) row.reference_ahi = *records[idx].meta.reference_ahi;
+    out.records.push_back(row);
+  }
+  return out;
+}
+
+std::vector<SleepEpochRow> predict_sleep_epochs(Models& models, const std::vector<data::Record>& records) {
+  std::vector<SleepEpochRow> out;
+  if (!models.sleep) return out;
+  data::Dataset ds = data::build_dataset(records, dataset_options(models.config.sleep, models.config.cache_dir,
+                                                                  data::Target::Sleep, false));
+  std::vector<double> p = predict_probabilities(*models.sleep, ds, ds.all_samples());
+  for (int64_t i = 0; i < ds.size(); ++i) {
+    const data::SampleInfo& s = ds.sample(i);
+    out.push_back({ds.records()[s.record].id, s.start_s, s.duration_s, p[i], s.label > 0.5f ? 1 : 0});
+  }
+  return out;
+}
+
+Models train_models(const RunConfig& c, const std::vector<data::Record>& apnea_records,
+                    const std::vector<data::Record>& sleep_records, const std::string& work_dir, bool resume,
+                    std::vector<TrainingLog>* logs) {
+  Models m;
+  m.config = c;
+  {
+    data::Dataset ds = data::build_dataset(apnea_records, dataset_options(c.apnea, c.cache_dir, data::Target::Apnea, false));
+    if (c.progress) fmt::print(stderr, "apnea dataset: {}\n", ds.stats().to_string());
+    m.apnea = train_one(c.apnea, ds, c.validation_fraction, (fs::path(work_dir) / "apnea").string(), "apnea", resume,
+                        c.progress, logs);
+  }
+  if (!sleep_records.empty()) {
+    data::Dataset ds = data::build_dataset(sleep_records, dataset_options(c.sleep, c.cache_dir, data::Target::Sleep, false));
+    if (c.progress) fmt::print(stderr, "sleep dataset: {}\n", ds.stats().to_string());
+    m.sleep = train_one(c.sleep, ds, c.validation_fraction, (fs::path(work_dir) / "sleep").string(), "sleep", resume,
+                        c.progress, logs);
+  }
+  // AHI calibration on the training records only.
+  m.calibration = m.calibration_in_bed = LinearFit{};
+  Prediction p = predict_records(m, apnea_records);
+  std::vector<double> raw, raw_in_bed, ref, ref_in_bed;
+  for (const RecordRow& r : p.records) {
+    if (!std::isfinite(r.reference_ahi) || r.hours_in_bed <= 0) continue;
+    if (std::isfinite(r.raw_ahi)) {
+      raw.push_back(r.raw_ahi);
+      ref.push_back(r.reference_ahi);
+    }
+    // the raw in-bed AHI is estimated_ahi_in_bed under the identity calibration
+    if (std::isfinite(r.estimated_ahi_in_bed)) {
+      raw_in_bed.push_back(r.estimated_ahi_in_bed);
+      ref_in_bed.push_back(r.reference_ahi);
+    }
+  }
+  auto fit = [&](const std::vector<double>& x, const std::vector<double>& y, const char* which) {
+    if (x.size() < 3) {
+      if (c.progress) fmt::print(stderr, "AHI calibration ({}): {} training records with a reference: none fitted\n", which, x.size());
+      return LinearFit{};
+    }
+    double lo = *std::min_element(x.begin(), x.end()), hi = *std::max_element(x.begin(), x.end());
+    if (hi - lo < 0.5) {  // raw AHIs within half an event per hour: no line can be fitted sensibly
+      fmt::print(stderr, "warning: AHI calibration ({}) not fitted (raw AHI of the training records spans only {:.3g}/h): identity used\n", which, hi - lo);
+      return LinearFit{};
+    }
+    try {
+      return fit_linear(x, y);
+    } catch (const Error& e) {  // e.g. a model that predicts no apnea at all yet
+      fmt::print(stderr, "warning: AHI calibration ({}) not fitted, identity used: {}\n", which, e.what());
+      return LinearFit{};
+    }
+  };
+  m.calibration = fit(raw, ref, "per sleep hour");
+  m.calibration_in_bed = fit(raw_in_bed, ref_in_bed, "per hour in bed");
+  if (!m.sleep) m.calibration = m.calibration_in_bed;
+  return m;
+}
+
+// ================================================================ run directories
+
+void prepare_run_dir(const std::string& run_dir, const RunConfig& config, bool resume, bool overwrite) {
+  const fs::path dir(run_dir), run_json = dir / "run.json";
+  if (fs::exists(run_json)) {
+    json j = read_json(run_json);
+    const std::string version = j.value("format", "");
+    const std::string status = j.value("status", "");
+    if (overwrite) {
+      for (const char* sub : {"apnea", "sleep", "report"}) fs::remove_all(dir / sub);
+      fs::remove(dir / "calibration.json");
+    } else if (version != run_format_version()) {
+      throw Error(fmt::format("{}: a run of another format ('{}', this program writes '{}'); use another "
+                              "directory or --overwrite",
+                              run_json.string(), version, run_format_version()));
+    } else if (status == "finished") {
+      throw Error(fmt::format("{}: holds a finished run; nothing is overwritten unless you pass --overwrite",
+                              run_dir));
+    } else if (!resume) {
+      throw Error(fmt::format("{}: holds an unfinished run; pass --resume to continue it or --overwrite to start over",
+                              run_dir));
+    } else if (RunConfig::from_json(j.at("config"), run_json.string()).to_json() != config.to_json()) {
+      throw Error(fmt::format("{}: was started with another configuration; resume with the same flags",
+                              run_json.string()));
+    }
+  } else if (fs::exists(dir) && !fs::is_empty(dir) && !overwrite) {
+    throw Error(fmt::format("{}: exists and is not a sleepnet run directory (no run.json); refusing to write into it",
+                            run_dir));
+  }
+  fs::create_directories(dir);
+  json j{{"format", run_format_version()}, {"status", "training"}, {"config", config.to_json()}};
+  write_file_atomic(run_json, j.dump(2) + "\n");
+}
+
+void save_models(const Models& m, const std::string& run_dir) {
+  const fs::path dir(run_dir);
+  json cal{{"with_sleep_model", {{"slope", m.calibration.slope}, {"intercept", m.calibration.intercept}}},
+           {"in_bed", {{"slope", m.calibration_in_bed.slope}, {"intercept", m.calibration_in_bed.intercept}}},
+           {"sleep_model", m.sleep != nullptr}};
+  write_file_atomic(dir / "calibration.json", cal.dump(2) + "\n");
+  json j = read_json(dir / "run.json");
+  j["status"] = "finished";
+  write_file_atomic(dir / "run.json", j.dump(2) + "\n");
+}
+
+Models load_models(const std::string& run_dir) {
+  const fs::path dir(run_dir), run_json = dir / "run.json";
+  if (!fs::exists(run_json)) throw Error(fmt::format("{}: not a sleepnet run directory (no run.json)", run_dir));
+  json j = read_json(run_json);
+  if (j.value("format", "") != run_format_version())
+    throw Error(fmt::format("{}: a run of another format ('{}', this program reads '{}')", run_json.string(),
+                            j.value("format", ""), run_format_version()));
+  if (j.value("status", "") != "finished")
+    throw Error(fmt::format("{}: the run did not finish training (resume it with `sleepnet train --resume`)", run_dir));
+  Models m;
+  m.config = RunConfig::from_json(j.at("config"), run_json.string());
+  json cal = read_json(dir / "calibration.json");
+  try {
+    m.calibration = {cal.at("with_sleep_model").at("slope"), cal.at("with_sleep_model").at("intercept")};
+    m.calibration_in_bed = {cal.at("in_bed").at("slope"), cal.at("in_bed").at("intercept")};
+  } catch (const json::exception& e) {
+    throw Error(fmt::format("{}: {}", (dir / "calibration.json").string(), e.what()));
+  }
+  auto load = [&](const ModelConfig& mc, const char* sub) {
+    const int channels = mc.data.spectrogram.channels();
+    auto model = std::make_unique<nn::MobileNetV2>(model_options(mc.train, channels));
+    const fs::path f = dir / sub / "best.safetensors";
+    model->load_state_dict(nn::load_safetensors(f.string()).tensors);
+    return model;
+  };
+  m.apnea = load(m.config.apnea, "apnea");
+  if (cal.value("sleep_model", false)) m.sleep = load(m.config.sleep, "sleep");
+  return m;
+}
+
+}  // namespace sleepnet::screening

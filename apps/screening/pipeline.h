@@ -1,0 +1,96 @@
+// pipeline.h: the screening method end to end: models, AHI per night, run directories.
+//
+// Two MobileNetV2 classifiers on time-frequency images of the heart-beat series (data/spectrogram.h):
+//   apnea model   one image per scored minute (Apnea-ECG) -> p(apnea or hypopnea in the minute)
+//   sleep model   one image per 30-s epoch (slpdb)        -> p(asleep)
+// AHI of a night:
+//   apnea minutes   minutes with p_apnea >= 0.5
+//   hours           sleep hours: 30-s epochs with p_sleep >= 0.5 (without a sleep model: the
+//                   hours of scored windows, "in bed")
+//   raw AHI         apnea minutes / hours
+//   estimated AHI   max(0, a * raw + b): a line fitted (least squares) on the training records'
+//                   raw AHI against their reference AHI, so that apnea *minutes* per hour map to
+//                   *events* per hour; never fitted on a record it is evaluated on.
+//
+// A run directory holds everything `train` made:
+//   run.json              format version, configuration, records used, status
+//   apnea/, sleep/        per model: checkpoint.safetensors, best.safetensors, log.csv
+//   calibration.json      the AHI lines (with and without the sleep model)
+// `predict` and `evaluate` need only run.json, the two best.safetensors and calibration.json.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/screening/metrics.h"
+#include "apps/screening/report.h"
+#include "apps/screening/trainer.h"
+#include "data/dataset.h"
+#include "data/record.h"
+
+namespace sleepnet::screening {
+
+struct ModelConfig {
+  data::DatasetOptions data;  // image design, beat cleaning, coverage filter, normalisation
+  TrainOptions train;
+  nlohmann::json to_json() const;
+  static ModelConfig from_json(const nlohmann::json& j, const std::string& source);
+};
+
+struct RunConfig {
+  std::string apnea_dir;              // Apnea-ECG-style database directory
+  std::string sleep_dir;              // slpdb-style database directory ("" = no sleep model)
+  std::vector<std::string> records;   // apnea records to use (empty = every record present)
+  std::vector<std::string> sleep_records;  // sleep records to use (empty = all present)
+  ModelConfig apnea, sleep;
+  double validation_fraction = 0.15;  // of the training records, for early stopping
+  int threads = 0;                    // 0 = OpenMP's default
+  std::string cache_dir;              // "" = no image cache
+  bool progress = true;
+  nlohmann::json to_json() const;
+  static RunConfig from_json(const nlohmann::json& j, const std::string& source);
+  static RunConfig defaults();        // the shipped data, the default design
+};
+
+// Applies `threads` to OpenMP (and so to every kernel).
+void set_threads(int threads);
+
+// Loads the records of a database directory (all, or the listed ids); skipped records are reported
+// on stderr once each. Throws when nothing usable is left.
+std::vector<data::Record> load_records(const std::string& dir, const std::vector<std::string>& ids, bool progress);
+
+// The fitted models of a run, ready to predict.
+struct Models {
+  RunConfig config;
+  std::unique_ptr<nn::MobileNetV2> apnea, sleep;  // sleep may be null
+  LinearFit calibration;        // raw AHI (per predicted sleep hour) -> AHI
+  LinearFit calibration_in_bed; // raw AHI (per hour of scored windows) -> AHI
+};
+
+// Trains both models on the given records and fits the AHI calibration on them. `work_dir`
+// receives the checkpoints (apnea/, sleep/). Returns the models and the training logs.
+Models train_models(const RunConfig& config, const std::vector<data::Record>& apnea_records,
+                    const std::vector<data::Record>& sleep_records, const std::string& work_dir, bool resume,
+                    std::vector<TrainingLog>* logs);
+
+// Per-window and per-record predictions for records (labelled or not).
+struct Prediction {
+  std::vector<WindowRow> windows;
+  std::vector<RecordRow> records;
+};
+Prediction predict_records(Models& models, const std::vector<data::Record>& records);
+
+// Sleep model on hypnogram-scored records (epochs with a reference sleep/wake label).
+std::vector<SleepEpochRow> predict_sleep_epochs(Models& models, const std::vector<data::Record>& records);
+
+// ---- run directories ----
+// Creates (or, with resume, reopens) a run directory. Refuses to touch a finished run unless
+// `overwrite`, an unfinished one unless `resume` or `overwrite`, and one of another format version.
+void prepare_run_dir(const std::string& run_dir, const RunConfig& config, bool resume, bool overwrite);
+void save_models(const Models& models, const std::string& run_dir);  // calibration + status: finished
+Models load_models(const std::string& run_dir);
+
+}  // namespace sleepnet::screening
