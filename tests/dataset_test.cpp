@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -210,6 +211,41 @@ TEST(Dataset, RealApneaEcgRecords) {
   EXPECT_EQ(positives, st.positives);
   EXPECT_EQ(ds.records()[0].record_class, "A");
   EXPECT_DOUBLE_EQ(ds.records()[0].reference_ahi.value_or(-1), 39.1);
+}
+
+// The one test that builds all 35 Apnea-ECG learning records with the default image design
+// (2 x 64 x 64, 5-minute spans): window bookkeeping against the table, then the cache. It prints
+// the build and cache-read times (no timing assertion: speed is measured, not tested).
+TEST(Dataset, FullApneaEcgBuildAndCache) {
+  test::TempDir dir;
+  DatabaseLoad db = load_database(kApnea);
+  ASSERT_EQ(db.records.size(), 35u);
+  DatasetOptions o;
+  o.cache_dir = dir.file("cache");
+  int64_t windows = 0, apnea = 0;
+  for (const Record& r : db.records) {
+    windows += r.windows.size();
+    apnea += count_labels(r).apnea;
+  }
+  uint64_t sum_built = 0;
+  {
+    Dataset ds = build_dataset(db.records, o);
+    const DatasetStats& st = ds.stats();
+    std::printf("[ build    ] %s\n", st.to_string().c_str());
+    EXPECT_EQ(st.windows, windows);
+    EXPECT_EQ(st.kept + st.dropped_coverage + st.dropped_unlabelled, windows);
+    EXPECT_EQ(st.dropped_unlabelled, 0);
+    EXPECT_GT(st.kept, 0.95 * windows);
+    EXPECT_LE(st.positives, apnea);
+    EXPECT_GT(st.positives, 0.95 * apnea);
+    EXPECT_EQ(st.cache_misses, 35);
+    sum_built = checksum64(ds.image(0), static_cast<size_t>(ds.size() * ds.image_size()) * sizeof(float));
+  }
+  Dataset again = build_dataset(db.records, o);
+  std::printf("[ cached   ] %s\n", again.stats().to_string().c_str());
+  EXPECT_EQ(again.stats().cache_hits, 35);
+  EXPECT_EQ(checksum64(again.image(0), static_cast<size_t>(again.size() * again.image_size()) * sizeof(float)),
+            sum_built);
 }
 
 // ---------------------------------------------------------------------------------------------
