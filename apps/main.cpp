@@ -24,10 +24,7 @@
 #include "autograd/ops.h"
 #include "data/info.h"
 #include "data/synth.h"
-#if __has_include("nn/summary.h")
 #include "nn/summary.h"
-#define SLEEPNET_HAS_SUMMARY 1
-#endif
 
 using namespace sleepnet;
 using namespace sleepnet::screening;
@@ -261,9 +258,7 @@ int main(int argc, char** argv) {
     if (*info_cmd) return data::print_info(info_paths, stdout, stderr);
     if (*sum_cmd) {
       nn::MobileNetV2 model({.width_mult = sum_width, .in_channels = sum_channels, .num_outputs = 1});
-#ifdef SLEEPNET_HAS_SUMMARY
       fmt::print("{}", nn::summary(model, {sum_batch, sum_channels, sum_size, sum_size}));
-#endif
       return 0;
     }
     if (*demo) return run_demo(steps);
