@@ -21,8 +21,8 @@
 // One departure from the paper: a single peak may raise SPKI by at most a factor 2.5, so a large
 // motion artifact cannot lift the threshold above the following beats.
 //
-// Sampling rates: anything from 50 Hz (the 5-15 Hz band stays below Nyquist) to 2 kHz; checked on
-// 100, 128, 250, 256 and 500 Hz synthetic records (tests/qrs_test.cpp). Empty input gives no
+// Sampling rates: anything from 50 Hz (the 5-15 Hz band stays below Nyquist) to 2 kHz; tested on
+// 100, 128, 250 and 256 Hz synthetic records (tests/qrs_test.cpp), also checked at 500 and 1000 Hz. Empty input gives no
 // beats; a constant or all-NaN signal gives no beats; a signal shorter than one second is processed
 // as is.
 //
