@@ -112,15 +112,15 @@ void register_all(const Options& o) {
           const std::string suffix = tag(size, batch, t) + "/" + layer_name(l);
           for (Pass p : {Pass::Forward, Pass::BackwardData, Pass::BackwardWeight}) {
             const std::string name = std::string("conv_") + pass_name(p) + "/" + suffix;
-            benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+            add(name, [=](benchmark::State& s) {
               conv_bench(s, name, l.geom, p, t, ConvThreading::Auto);
-            })->Unit(benchmark::kMicrosecond)->UseRealTime();
+            });
             for (bool images : {true, false}) {
               if (!images && t == 1) continue;  // identical to /images with one thread
               const std::string yname = std::string("sgemm_") + pass_name(p) + (images ? "/images/" : "/blas/") + suffix;
-              benchmark::RegisterBenchmark(yname.c_str(), [=](benchmark::State& s) {
+              add(yname, [=](benchmark::State& s) {
                 sgemm_bench(s, yname, l.geom, p, t, images);
-              })->Unit(benchmark::kMicrosecond)->UseRealTime();
+              });
             }
           }
           if (o.modes && t > 1)
@@ -128,9 +128,9 @@ void register_all(const Options& o) {
               for (Pass p : {Pass::Forward, Pass::BackwardData, Pass::BackwardWeight}) {
                 const char* mn = m == ConvThreading::Images ? "Images" : m == ConvThreading::Columns ? "Columns" : "Blas";
                 const std::string name = std::string("conv_") + pass_name(p) + "_mode/" + mn + "/" + suffix;
-                benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+                add(name, [=](benchmark::State& s) {
                   conv_bench(s, name, l.geom, p, t, m);
-                })->Unit(benchmark::kMicrosecond)->UseRealTime();
+                });
               }
         }
       }

@@ -68,9 +68,7 @@ void register_all(const Options& o) {
             const std::string name = std::string("dw_") + pass_name(p) + "/" + tag(size, batch, t) + "/" +
                                      l.name + ":" + kernels::layer_label(l) + "/bytes:" +
                                      std::to_string(pass_bytes(l.geom, p));
-            benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { dw_bench(s, name, l.geom, p, t); })
-                ->Unit(benchmark::kMicrosecond)
-                ->UseRealTime();
+            add(name, [=](benchmark::State& s) { dw_bench(s, name, l.geom, p, t); });
             register_memcpy(pass_bytes(l.geom, p), t);
           }
       }

@@ -191,9 +191,7 @@ void register_all(const Options& o) {
             for (Bn k : {Bn::Train, Bn::Backward, Bn::Eval, Bn::Relu6Eval}) {
               const std::string name = std::string(bn_name(k)) + "/" + tag(size, batch, t) + "/" + l.name + ":" + shape +
                                        "/bytes:" + std::to_string(bn_bytes(g, k));
-              benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { bn_bench(s, name, g, k, t); })
-                  ->Unit(benchmark::kMicrosecond)
-                  ->UseRealTime();
+              add(name, [=](benchmark::State& s) { bn_bench(s, name, g, k, t); });
               register_memcpy(bn_bytes(g, k), t);
             }
         if (l.relu6 && relu_seen.insert({g.C, g.HW}).second)
@@ -202,9 +200,7 @@ void register_all(const Options& o) {
               const int64_t bytes = ew_bytes(batch, g.C, g.HW, k);
               const std::string name = std::string(ew_name(k)) + "/" + tag(size, batch, t) + "/" + l.name + ":" + shape +
                                        "/bytes:" + std::to_string(bytes);
-              benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { ew_bench(s, name, batch, g.C, g.HW, k, t); })
-                  ->Unit(benchmark::kMicrosecond)
-                  ->UseRealTime();
+              add(name, [=](benchmark::State& s) { ew_bench(s, name, batch, g.C, g.HW, k, t); });
               register_memcpy(bytes, t);
             }
       }
@@ -215,9 +211,7 @@ void register_all(const Options& o) {
           const std::string name = std::string(ew_name(k)) + "/" + tag(size, batch, t) + "/" + std::to_string(C) + "x" +
                                    std::to_string(net.last_h) + "x" + std::to_string(net.last_w) + "/bytes:" +
                                    std::to_string(bytes);
-          benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { ew_bench(s, name, batch, C, HW, k, t); })
-              ->Unit(benchmark::kMicrosecond)
-              ->UseRealTime();
+          add(name, [=](benchmark::State& s) { ew_bench(s, name, batch, C, HW, k, t); });
           register_memcpy(bytes, t);
         }
     }
@@ -226,9 +220,7 @@ void register_all(const Options& o) {
     for (bool decoupled : {false, true}) {
       const std::string name = std::string(decoupled ? "adamw" : "adam") + "/t" + std::to_string(t) + "/params:" +
                                std::to_string(n) + "/bytes:" + std::to_string(28 * n);
-      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { adam_bench(s, name, n, t, decoupled); })
-          ->Unit(benchmark::kMicrosecond)
-          ->UseRealTime();
+      add(name, [=](benchmark::State& s) { adam_bench(s, name, n, t, decoupled); });
       register_memcpy(28 * n, t);
     }
 }

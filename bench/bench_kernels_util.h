@@ -18,8 +18,10 @@
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -166,6 +168,16 @@ inline void set_gbytes(benchmark::State& state, double bytes_per_iter) {
   state.counters["GB"] = benchmark::Counter(bytes_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Registers a benchmark the way all kernel benchmarks are: microseconds, wall-clock time (the
+// work is multi-threaded), and a "min" statistic over --benchmark_repetitions (on a busy machine
+// the fastest repetition is the one least disturbed; kernel_table.py uses it when present).
+inline void add(const std::string& name, std::function<void(benchmark::State&)> fn) {
+  benchmark::RegisterBenchmark(name.c_str(), [fn](benchmark::State& s) { fn(s); })
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime()
+      ->ComputeStatistics("min", [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); });
+}
+
 // ---- the memcpy yardstick ----
 // Copies `bytes / 2` bytes (bytes = read + written, the unit every memory-bound kernel reports),
 // split across the threads like the kernels split their work.
@@ -194,9 +206,7 @@ inline void register_memcpy(int64_t bytes, int64_t threads) {
   if (done[{bytes, threads}]) return;
   done[{bytes, threads}] = true;
   const std::string name = "memcpy/" + std::to_string(bytes) + "B/t" + std::to_string(threads);
-  benchmark::RegisterBenchmark(name.c_str(), [bytes, threads](benchmark::State& s) {
-    memcpy_yardstick(s, bytes, threads);
-  })->Unit(benchmark::kMicrosecond)->UseRealTime();
+  add(name, [bytes, threads](benchmark::State& s) { memcpy_yardstick(s, bytes, threads); });
 }
 
 // The network's layers for one (input size, batch), MobileNetV2 as torchvision builds it.

@@ -8,7 +8,8 @@ Reads Google Benchmark JSON files written by bench/bench_kernels_*.cpp
                                      (the same GEMMs without im2col, bias or reduction)
   dw_*, bn_*, relu6_*, pool_*, adam* GB/s over memcpy/<bytes>B/t<threads> (same bytes, same threads)
 
-Prints one markdown table per kernel family, then a summary per (family, configuration):
+With --benchmark_repetitions=K the fastest repetition of each benchmark is used (on a busy
+machine it is the least disturbed one). Prints one markdown table per kernel family, then a summary per (family, configuration):
 the time-weighted fraction sum(yardstick time) / sum(kernel time) over the family's layers,
 which is what matters for a whole network, and the worst single layer.
 
@@ -21,18 +22,29 @@ from collections import defaultdict
 
 
 def load(paths):
+    """name -> {time: fastest repetition's seconds per iteration, GFLOP/GB: rate at that time}."""
     runs = {}
     for path in paths:
         with open(path) as f:
             data = json.load(f)
         for b in data.get("benchmarks", []):
-            if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
-                if b.get("error_occurred"):
-                    print(f"ERROR {b['name']}: {b.get('error_message', '')}", file=sys.stderr)
+            if b.get("error_occurred"):
+                print(f"ERROR {b['name']}: {b.get('error_message', '')}", file=sys.stderr)
                 continue
-            name = re.sub(r"/real_time$", "", b["name"])
+            if b.get("run_type", "iteration") != "iteration":
+                continue
+            name = re.sub(r"/real_time$", "", b.get("run_name", b["name"]))
             unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b.get("time_unit", "ns")]
-            runs[name] = {"time": b["real_time"] * unit, "GFLOP": b.get("GFLOP"), "GB": b.get("GB")}
+            t = b["real_time"] * unit
+            r = {"time": t}
+            for key in ("GFLOP", "GB"):
+                if b.get(key) is not None:
+                    r[key + "_work"] = b[key] * t  # per iteration
+            if name not in runs or t < runs[name]["time"]:
+                runs[name] = r
+    for r in runs.values():
+        for key in ("GFLOP", "GB"):
+            r[key] = r[key + "_work"] / r["time"] if key + "_work" in r else None
     return runs
 
 
