@@ -3,6 +3,7 @@
 #
 #   bash bench/run_all.sh BUILD_DIR            (what `make bench` runs)
 #   MIN_TIME=0.2 bash bench/run_all.sh build   (longer, steadier numbers)
+#   REPS=3 bash bench/run_all.sh build          (kernels: fastest of 3 repetitions, for busy machines)
 #   KERNEL_ARGS="--sizes=64,224 --batches=32,1 --threads=1,2" bash bench/run_all.sh build   (everything)
 #
 # Kernel programs (bench_kernels_*) run a subset by default so that the whole run takes a few
@@ -13,6 +14,7 @@
 set -euo pipefail
 BUILD=${1:-build}
 MIN_TIME=${MIN_TIME:-0.02}
+REPS=${REPS:-1}
 KERNEL_RUNS=${KERNEL_RUNS:-"--sizes=64 --batches=32 --threads=1,2;--sizes=224 --batches=1 --threads=1,2"}
 here=$(cd "$(dirname "$0")" && pwd)
 out="$BUILD/bench-results"
@@ -35,7 +37,8 @@ for prog in "${progs[@]}"; do
       json="$out/$name.$i.json"
       echo "=== $name $args"
       # shellcheck disable=SC2086
-      "$prog" $args --benchmark_min_time="$MIN_TIME" --benchmark_out="$json" --benchmark_out_format=json
+      "$prog" $args --benchmark_min_time="$MIN_TIME" --benchmark_repetitions="$REPS" \
+        --benchmark_out="$json" --benchmark_out_format=json
       kernel_json+=("$json")
       i=$((i + 1))
     done

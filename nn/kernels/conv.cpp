@@ -95,10 +95,14 @@ constexpr double kMinParallelFlops = 1e6;
 
 int conv_threads(const Conv2dGeom& g) { return g.flops() >= kMinParallelFlops ? max_threads() : 1; }
 
+// Auto: whole images per thread when there are enough (one parallel region per call, no
+// synchronisation inside); otherwise (batch 1) the single GEMM goes to OpenBLAS, which decides by
+// the GEMM's size whether threads pay. Splitting one GEMM by hand (Columns) costs a team wake-up
+// and barriers per image and lost in every measurement (bench/README.md).
 ConvThreading resolve(ConvThreading mode, int64_t items, int threads) {
   if (mode != ConvThreading::Auto) return mode;
   if (threads <= 1 || items >= threads) return ConvThreading::Images;
-  return ConvThreading::Columns;
+  return ConvThreading::Blas;
 }
 
 // [begin, end) of chunk t when n items are split into `parts` chunks whose starts are multiples
