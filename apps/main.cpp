@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <exception>
 #include <filesystem>
@@ -234,6 +235,9 @@ int main(int argc, char** argv) {
   demo->add_option("--steps", steps, "training steps")->check(CLI::PositiveNumber);
 
   CLI11_PARSE(app, argc, argv);
+  // Ctrl-C or kill -TERM: finish the current batch, then stop; the last checkpoint stays intact.
+  std::signal(SIGINT, [](int) { request_stop(); });
+  std::signal(SIGTERM, [](int) { request_stop(); });
   try {
     if (*main_cmd) {
       auto t0 = std::chrono::steady_clock::now();
@@ -262,6 +266,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*demo) return run_demo(steps);
+  } catch (const Interrupted& e) {
+    fmt::print(stderr, "sleepnet: {}\n", e.what());
+    return 130;
   } catch (const std::exception& e) {
     fmt::print(stderr, "sleepnet: {}\n", e.what());
     return 1;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -175,6 +176,12 @@ RunConfig RunConfig::defaults() {
   return c;
 }
 
+namespace {
+std::atomic<bool> g_stop{false};
+}
+void request_stop() { g_stop.store(true); }
+bool stop_requested() { return g_stop.load(); }
+
 void set_threads(int threads) {
 #ifdef _OPENMP
   if (threads > 0) omp_set_num_threads(threads);
@@ -235,8 +242,9 @@ std::unique_ptr<nn::MobileNetV2> train_one(const ModelConfig& m, const data::Dat
     fmt::print(stderr, "{} model: {} training windows from {} records, {} validation windows from {} records\n", name,
                ds.samples_of(split.train).size(), split.train.size(), ds.samples_of(split.validation).size(),
                split.validation.size());
+  TrainHooks hooks{.should_stop = [](int, int64_t) { return stop_requested(); }};
   TrainSummary s = train_model(*model, ds, ds.samples_of(split.train), ds.samples_of(split.validation), t, dir, name,
-                               resume);
+                               resume, hooks);
   if (logs) logs->push_back(s.log);
   return model;
 }
@@ -340,8 +348,10 @@ Prediction predict_records(Models& models, const std::vector<data::Record>& reco
           expected_asleep += w.p_apnea;
           if (w.p_apnea >= 0.5) ++apnea;  // an apnea counts only in a window scored asleep
         }
-      } else if (w.p_apnea >= 0.5) {
-        ++apnea;
+      } else {
+        asleep_s += s.duration_s;
+        expected_asleep += w.p_apnea;
+        if (w.p_apnea >= 0.5) ++apnea;
       }
       out.windows.push_back(w);
     }

@@ -55,6 +55,11 @@ struct RunConfig {
   static RunConfig defaults();        // the shipped data, the default design
 };
 
+// Ctrl-C: the CLI's signal handler calls request_stop(); training stops before its next batch
+// with Interrupted, leaving the last epoch's checkpoint for --resume.
+void request_stop();
+bool stop_requested();
+
 // Applies `threads` to OpenMP (and so to every kernel).
 void set_threads(int threads);
 

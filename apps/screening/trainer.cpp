@@ -158,7 +158,7 @@ std::vector<double> predict_probabilities(nn::MobileNetV2& model, const data::Da
 
 TrainSummary train_model(nn::MobileNetV2& model, const data::Dataset& ds, const std::vector<int64_t>& train,
                          const std::vector<int64_t>& val, const TrainOptions& o, const std::string& work_dir,
-                         const std::string& name, bool resume) {
+                         const std::string& name, bool resume, const TrainHooks& hooks) {
   o.validate();
   if (train.empty()) throw Error(fmt::format("train '{}': no training samples", name));
   const fs::path dir(work_dir);
@@ -216,6 +216,10 @@ TrainSummary train_model(nn::MobileNetV2& model, const data::Dataset& ds, const 
     double loss_sum = 0;
     int64_t seen = 0;
     while (it.next(b)) {
+      if (hooks.should_stop && hooks.should_stop(epoch, b.index))
+        throw Interrupted(fmt::format("{}: interrupted in epoch {}; the checkpoint of epoch {} in {} is intact: "
+                                      "resume with --resume",
+                                      name, epoch, epoch - 1, work_dir));
       Tensor p = sigmoid(model(b.images));
       Tensor loss = nn::functional::mse_loss(p, b.labels);
       opt.zero_grad();

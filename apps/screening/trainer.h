@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -56,11 +57,22 @@ struct TrainSummary {
 
 nn::MobileNetV2Options model_options(const TrainOptions& opt, int in_channels);
 
+// Thrown by train_model when `should_stop` asks it to stop (Ctrl-C in the CLI). The last
+// checkpoint (end of the previous epoch) is intact: `resume` continues from there.
+struct Interrupted : Error {
+  using Error::Error;
+};
+
+struct TrainHooks {
+  // Asked before every batch; returning true stops training with Interrupted.
+  std::function<bool(int epoch, int64_t batch)> should_stop;
+};
+
 // Trains `model` on dataset samples `train`, validating on `val` (may be empty: then the last
 // epoch's weights are kept). On return the model holds the best weights. `work_dir` must exist.
 TrainSummary train_model(nn::MobileNetV2& model, const data::Dataset& dataset, const std::vector<int64_t>& train,
                          const std::vector<int64_t>& val, const TrainOptions& options, const std::string& work_dir,
-                         const std::string& name, bool resume);
+                         const std::string& name, bool resume, const TrainHooks& hooks = {});
 
 // p = sigmoid(model(x)) for the given samples, in eval mode, without recording a graph.
 std::vector<double> predict_probabilities(nn::MobileNetV2& model, const data::Dataset& dataset,
