@@ -38,6 +38,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "nn/kernels/common.h"
 
@@ -72,6 +73,13 @@ void check_pointers(const char* who, std::initializer_list<const void*> ptrs) {
 // Shifted sums over n values: s1 += sum (p - k), s2 += sum (p - k)^2. Float lanes over blocks of
 // 512 values (vectorizable), each block flushed into double: accurate for any n.
 void shifted_moments(const float* __restrict p, int64_t n, float k, double& s1, double& s2) {
+  if (n < 16) {  // tiny planes (2x2, 4x4): lanes would cost more than they save
+    for (int64_t i = 0; i < n; ++i) {
+      const double d = p[i] - k;
+      s1 += d, s2 += d * d;
+    }
+    return;
+  }
   constexpr int64_t kBlock = 512;
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t e = std::min(n, b + kBlock);
@@ -95,6 +103,13 @@ void shifted_moments(const float* __restrict p, int64_t n, float k, double& s1, 
 // sg += sum g, sgd += sum g * (x - mu), same blocking as above.
 void grad_sums(const float* __restrict gp, const float* __restrict xp, int64_t n, float mu, double& sg,
                double& sgd) {
+  if (n < 16) {
+    for (int64_t i = 0; i < n; ++i) {
+      sg += gp[i];
+      sgd += static_cast<double>(gp[i]) * (xp[i] - mu);
+    }
+    return;
+  }
   constexpr int64_t kBlock = 512;
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t e = std::min(n, b + kBlock);
@@ -111,6 +126,17 @@ void grad_sums(const float* __restrict gp, const float* __restrict xp, int64_t n
     }
     for (int l = 0; l < 8; ++l) sg += a[l], sgd += q[l];
   }
+}
+
+// Train-mode passes work on blocks of channels. A block holds enough channels that its data
+// (N * HW values per channel) is about 256 KB, so the second pass over it (normalise, or dx)
+// reads from L2, and small planes (2x2, 4x4) are streamed image by image through many channels
+// rather than 4 floats at a time; blocks are small enough to give every thread several.
+int64_t channel_block(const BatchNormGeom& g, int threads) {
+  const int64_t per_channel = g.N * g.HW;
+  const int64_t fit = std::max<int64_t>(1, (64 * 1024) / per_channel);
+  const int64_t share = std::max<int64_t>(1, (g.C + 4 * threads - 1) / (4 * threads));
+  return std::min(fit, share);
 }
 
 // y = x * alpha + beta over n values, optionally clamped to [0, 6].
@@ -160,27 +186,41 @@ void batchnorm_forward_train(const BatchNormGeom& g, const float* x, const float
   require((running_mean == nullptr) == (running_var == nullptr), who,
           "running_mean and running_var must both be given or both be null");
   const int64_t N = g.N, C = g.C, HW = g.HW, M = N * HW;
-#pragma omp parallel for schedule(static) if (g.N * g.C * g.HW >= kMinParallel)
-  for (int64_t c = 0; c < C; ++c) {
-    // Statistics, shifted by the channel's first value so that sum of squares does not cancel.
-    const float k = x[c * HW];
-    double s1 = 0.0, s2 = 0.0;
-    for (int64_t n = 0; n < N; ++n) shifted_moments(x + (n * C + c) * HW, HW, k, s1, s2);
-    const double dmean = s1 / M;
-    const double var = std::max(0.0, s2 / M - dmean * dmean);  // biased
-    const double mean = k + dmean;
-    const double invstd = 1.0 / std::sqrt(var + g.eps);
-    save_mean[c] = static_cast<float>(mean);
-    save_invstd[c] = static_cast<float>(invstd);
-    if (running_mean) {
-      const double m = g.momentum;
-      running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
-      running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * var * M / (M - 1));
+  const bool parallel = N * C * HW >= kMinParallel;
+  const int64_t G = channel_block(g, parallel ? max_threads() : 1), blocks = (C + G - 1) / G;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t c0 = blk * G, c1 = std::min(C, c0 + G);
+    std::vector<double> s1(static_cast<size_t>(c1 - c0), 0.0), s2(s1.size(), 0.0);
+    std::vector<float> alpha(s1.size()), beta(s1.size());
+    // Pass 1, statistics: sums shifted by each channel's first value, so that the sum of squares
+    // does not cancel when the mean is large.
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = c0; c < c1; ++c)
+        shifted_moments(x + (n * C + c) * HW, HW, x[c * HW], s1[static_cast<size_t>(c - c0)],
+                        s2[static_cast<size_t>(c - c0)]);
+    for (int64_t c = c0; c < c1; ++c) {
+      const size_t i = static_cast<size_t>(c - c0);
+      const double dmean = s1[i] / M;
+      const double var = std::max(0.0, s2[i] / M - dmean * dmean);  // biased
+      const double mean = x[c * HW] + dmean;
+      const double invstd = 1.0 / std::sqrt(var + g.eps);
+      save_mean[c] = static_cast<float>(mean);
+      save_invstd[c] = static_cast<float>(invstd);
+      if (running_mean) {
+        const double m = g.momentum;
+        running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
+        running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * var * M / (M - 1));
+      }
+      const double a = (weight ? weight[c] : 1.0) * invstd;
+      alpha[i] = static_cast<float>(a);
+      beta[i] = static_cast<float>((bias ? bias[c] : 0.0) - mean * a);
     }
-    const double a = (weight ? weight[c] : 1.0) * invstd;
-    const float alpha = static_cast<float>(a);
-    const float beta = static_cast<float>((bias ? bias[c] : 0.0) - mean * a);
-    for (int64_t n = 0; n < N; ++n) affine<false>(x + (n * C + c) * HW, alpha, beta, y + (n * C + c) * HW, HW);
+    // Pass 2, normalise: y = x * alpha + beta.
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = c0; c < c1; ++c)
+        affine<false>(x + (n * C + c) * HW, alpha[static_cast<size_t>(c - c0)], beta[static_cast<size_t>(c - c0)],
+                      y + (n * C + c) * HW, HW);
   }
 }
 
@@ -265,24 +305,35 @@ void batchnorm_backward(const BatchNormGeom& g, const float* x, const float* dy,
   check_train(g, who);
   check_pointers(who, {x, dy, save_mean, save_invstd, dx});
   const int64_t N = g.N, C = g.C, HW = g.HW, M = N * HW;
-#pragma omp parallel for schedule(static) if (g.N * g.C * g.HW >= kMinParallel)
-  for (int64_t c = 0; c < C; ++c) {
-    const float mu = save_mean[c];
-    const double r = save_invstd[c];
-    double sg = 0.0, sgd = 0.0;  // sum g, sum g * (x - mu)
-    for (int64_t n = 0; n < N; ++n) grad_sums(dy + (n * C + c) * HW, x + (n * C + c) * HW, HW, mu, sg, sgd);
-    if (dbias) dbias[c] = static_cast<float>(sg);      // (1)
-    if (dweight) dweight[c] = static_cast<float>(sgd * r);  // (2)
-    const double gamma = weight ? weight[c] : 1.0;
-    const float a = static_cast<float>(gamma * r);                  // (3): dx = a g + b (x - mu) + c0
-    const float b = static_cast<float>(-gamma * r * r * r * sgd / M);
-    const float c0 = static_cast<float>(-gamma * r * sg / M);
-    for (int64_t n = 0; n < N; ++n) {
-      const float* __restrict gp = dy + (n * C + c) * HW;
-      const float* __restrict xp = x + (n * C + c) * HW;
-      float* __restrict dp = dx + (n * C + c) * HW;
-      for (int64_t i = 0; i < HW; ++i) dp[i] = a * gp[i] + b * (xp[i] - mu) + c0;
+  const bool parallel = N * C * HW >= kMinParallel;
+  const int64_t G = channel_block(g, parallel ? max_threads() : 1), blocks = (C + G - 1) / G;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t c0 = blk * G, c1 = std::min(C, c0 + G);
+    std::vector<double> sg(static_cast<size_t>(c1 - c0), 0.0), sgd(sg.size(), 0.0);  // sum g, sum g (x - mu)
+    std::vector<float> ka(sg.size()), kb(sg.size()), kc(sg.size());
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = c0; c < c1; ++c)
+        grad_sums(dy + (n * C + c) * HW, x + (n * C + c) * HW, HW, save_mean[c], sg[static_cast<size_t>(c - c0)],
+                  sgd[static_cast<size_t>(c - c0)]);
+    for (int64_t c = c0; c < c1; ++c) {
+      const size_t i = static_cast<size_t>(c - c0);
+      const double r = save_invstd[c], gamma = weight ? weight[c] : 1.0;
+      if (dbias) dbias[c] = static_cast<float>(sg[i]);          // (1)
+      if (dweight) dweight[c] = static_cast<float>(sgd[i] * r);  // (2)
+      ka[i] = static_cast<float>(gamma * r);                      // (3): dx = a g + b (x - mu) + c
+      kb[i] = static_cast<float>(-gamma * r * r * r * sgd[i] / M);
+      kc[i] = static_cast<float>(-gamma * r * sg[i] / M);
     }
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = c0; c < c1; ++c) {
+        const size_t i = static_cast<size_t>(c - c0);
+        const float a = ka[i], b = kb[i], c2 = kc[i], mu = save_mean[c];
+        const float* __restrict gp = dy + (n * C + c) * HW;
+        const float* __restrict xp = x + (n * C + c) * HW;
+        float* __restrict dp = dx + (n * C + c) * HW;
+        for (int64_t j = 0; j < HW; ++j) dp[j] = a * gp[j] + b * (xp[j] - mu) + c2;
+      }
   }
 }
 
