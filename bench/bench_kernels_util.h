@@ -168,14 +168,13 @@ inline void set_gbytes(benchmark::State& state, double bytes_per_iter) {
   state.counters["GB"] = benchmark::Counter(bytes_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// Registers a benchmark the way all kernel benchmarks are: microseconds, wall-clock time (the
-// work is multi-threaded), and a "min" statistic over --benchmark_repetitions (on a busy machine
-// the fastest repetition is the one least disturbed; kernel_table.py uses it when present).
+// Registers a benchmark the way all kernel benchmarks are: microseconds and wall-clock time (the
+// work is multi-threaded). With --benchmark_repetitions=K, kernel_table.py keeps the fastest
+// repetition of each benchmark (on a busy machine, the least disturbed one).
 inline void add(const std::string& name, std::function<void(benchmark::State&)> fn) {
   benchmark::RegisterBenchmark(name.c_str(), [fn](benchmark::State& s) { fn(s); })
       ->Unit(benchmark::kMicrosecond)
-      ->UseRealTime()
-      ->ComputeStatistics("min", [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); });
+      ->UseRealTime();
 }
 
 // ---- the memcpy yardstick ----

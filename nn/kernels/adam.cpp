@@ -58,6 +58,31 @@ inline void adam_element(float& p, float g, float& m, float& v, const AdamScalar
   p = p + s.neg_step_size * m / denom;
 }
 
+// adam_element over n elements with the branches fixed at compile time (same arithmetic).
+// (It stays scalar: the compiler vectorizes sqrt only with -fno-math-errno, a build flag.)
+template <bool kCoupled, bool kDecoupled, bool kLerpLow>
+void adam_loop(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
+               int64_t n, const AdamScalars& sc) {
+  const float wd = sc.wd, decay = sc.decay, w = sc.lerp_w, b2 = sc.beta2, omb2 = sc.one_minus_beta2;
+  const float bc2 = sc.bc2_sqrt, eps = sc.eps, nss = sc.neg_step_size;
+  for (int64_t i = 0; i < n; ++i) {
+    float gi = g[i], pi = p[i];
+    if constexpr (kCoupled) gi = gi + wd * pi;
+    if constexpr (kDecoupled) pi = pi * decay;
+    float mi = m[i];
+    if constexpr (kLerpLow)
+      mi = mi + w * (gi - mi);
+    else
+      mi = gi - (gi - mi) * (1.f - w);
+    float vi = v[i] * b2;
+    vi = vi + omb2 * gi * gi;
+    const float denom = std::sqrt(vi) / bc2 + eps;
+    p[i] = pi + nss * mi / denom;
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
 void check_adam(const char* who, int64_t n, int64_t step, const AdamHyper& h, std::initializer_list<const void*> ptrs) {
   h.validate(who);
   require(n >= 0, who, "n = " + std::to_string(n) + ", expected >= 0 (nn/kernels/adam.h)");
@@ -82,14 +107,17 @@ void adam_step(int64_t n, float* param, const float* grad, float* exp_avg, float
                int64_t step, const AdamHyper& h) {
   check_adam("adam_step", n, step, h, {param, grad, exp_avg, exp_avg_sq});
   const AdamScalars s = adam_scalars(step, h);
-  float* __restrict p = param;
-  const float* __restrict g = grad;
-  float* __restrict m = exp_avg;
-  float* __restrict v = exp_avg_sq;
+  // The choices are made once, outside the loop, so that the loop body is straight-line code the
+  // compiler vectorizes (it would not with the branches inside).
+  using Loop = void (*)(float*, const float*, float*, float*, int64_t, const AdamScalars&);
+  const bool low = std::fabs(s.lerp_w) < 0.5f;
+  const Loop loop = s.coupled ? (low ? adam_loop<true, false, true> : adam_loop<true, false, false>)
+                    : s.decoupled ? (low ? adam_loop<false, true, true> : adam_loop<false, true, false>)
+                                  : (low ? adam_loop<false, false, true> : adam_loop<false, false, false>);
 #pragma omp parallel for schedule(static) if (n > kGrain)
   for (int64_t b = 0; b < n; b += kGrain) {
     const int64_t e = std::min(n, b + kGrain);
-    for (int64_t i = b; i < e; ++i) adam_element(p[i], g[i], m[i], v[i], s);
+    loop(param + b, grad + b, exp_avg + b, exp_avg_sq + b, e - b, s);
   }
 }
 
