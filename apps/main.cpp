@@ -44,6 +44,11 @@ struct ConfigFlags {
   int64_t seed = -1;
   bool no_sleep = false;
   bool no_cache = false;
+  std::string norm;
+  int patience = -1;
+  bool log_frequency = false;
+  double f_max = -1;
+  double min_coverage = -1, weight_decay = -1, dropout = -1;
 
   void add(CLI::App* app) {
     app->add_option("--apnea-data", c.apnea_dir, "Apnea-ECG-style database directory")->capture_default_str();
@@ -58,6 +63,17 @@ struct ConfigFlags {
     app->add_option("--image-size", image_size, "image height and width (pixels)");
     app->add_option("--context", context_s, "seconds of context on each side of an apnea window");
     app->add_option("--lr", lr, "peak learning rate (AdamW, warm-up + cosine)");
+    app->add_option("--weight-decay", weight_decay, "AdamW weight decay");
+    app->add_option("--dropout", dropout, "dropout before the classifier");
+    app->add_option("--patience", patience, "early stopping: epochs without a better validation AUC (0: off)");
+    app->add_option("--normalization", norm, "image normalisation: 'record' (z-score per record and channel) or "
+                                             "'image' (z-score per image)")
+        ->check(CLI::IsMember({"record", "image"}));
+    app->add_flag("--log-frequency", log_frequency, "image rows spaced logarithmically in frequency");
+    app->add_option("--f-max", f_max, "highest frequency of the images (Hz)");
+    app->add_option("--smooth", c.smooth_windows, "average p(apnea) over +-N neighbouring minutes (0: off)")
+        ->capture_default_str();
+    app->add_option("--min-coverage", min_coverage, "drop training windows whose beats cover less than this share");
     app->add_option("--seed", seed, "random seed (initialisation, batch order, dropout, splits)");
     app->add_option("--threads", c.threads, "threads (0: OpenMP's default)");
     app->add_option("--cache", c.cache_dir, "image cache directory")->capture_default_str();
@@ -76,6 +92,19 @@ struct ConfigFlags {
       if (width > 0) m->train.width_mult = width;
       if (lr > 0) m->train.lr = lr;
       if (seed >= 0) m->train.seed = static_cast<uint64_t>(seed);
+      if (patience >= 0) m->train.patience = patience;
+      if (weight_decay >= 0) m->train.weight_decay = weight_decay;
+      if (dropout >= 0) m->train.dropout = static_cast<float>(dropout);
+      if (min_coverage >= 0) m->data.min_coverage = min_coverage;
+      if (log_frequency) m->data.spectrogram.log_frequency = true;
+      if (f_max > 0) m->data.spectrogram.f_max_hz = f_max;
+      if (norm == "record") {
+        m->data.spectrogram.normalization = data::SpecNormalization::None;
+        m->data.record_normalization = data::RecordNormalization::ZScore;
+      } else if (norm == "image") {
+        m->data.spectrogram.normalization = data::SpecNormalization::ZScore;
+        m->data.record_normalization = data::RecordNormalization::None;
+      }
     }
     if (epochs > 0) {
       c.apnea.train.epochs = epochs;

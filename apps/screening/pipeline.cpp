@@ -128,6 +128,7 @@ json RunConfig::to_json() const {
               {"apnea", apnea.to_json()},
               {"sleep", sleep.to_json()},
               {"validation_fraction", validation_fraction},
+              {"smooth_windows", smooth_windows},
               {"threads", threads}};
 }
 
@@ -141,6 +142,7 @@ RunConfig RunConfig::from_json(const json& j, const std::string& source) {
     c.apnea = ModelConfig::from_json(j.at("apnea"), source);
     c.sleep = ModelConfig::from_json(j.at("sleep"), source);
     c.validation_fraction = j.at("validation_fraction");
+    c.smooth_windows = j.at("smooth_windows");
     c.threads = j.at("threads");
     return c;
   } catch (const json::exception& e) {
@@ -289,6 +291,25 @@ Prediction predict_records(Models& models, const std::vector<data::Record>& reco
   ao.min_coverage = 0.0;
   data::Dataset ads = data::build_dataset(records, ao);
   std::vector<RecordProbs> ap = per_record(*models.apnea, ads);
+  if (c.smooth_windows > 0) {
+    for (RecordProbs& rp : ap) {
+      // windows of a record are in time order; neighbours are those within k window lengths
+      std::vector<double> sm(rp.p.size());
+      for (size_t j = 0; j < rp.p.size(); ++j) {
+        const data::SampleInfo& sj = ads.sample(rp.samples[j]);
+        const double reach = c.smooth_windows * sj.duration_s + 1e-6;
+        double sum = 0;
+        int n = 0;
+        for (size_t k = j - std::min<size_t>(j, c.smooth_windows); k < rp.p.size() && k <= j + c.smooth_windows; ++k) {
+          if (std::fabs(ads.sample(rp.samples[k]).start_s - sj.start_s) > reach) continue;
+          sum += rp.p[k];
+          ++n;
+        }
+        sm[j] = sum / n;
+      }
+      rp.p = std::move(sm);
+    }
+  }
 
   // Sleep probability of each 30-s epoch, looked up by (record, epoch start).
   std::vector<std::map<int64_t, double>> sleep_p(records.size());

@@ -4,6 +4,8 @@
 //   apnea model   one image per scored minute (Apnea-ECG) -> p(apnea or hypopnea in the minute)
 //   sleep model   one image per 30-s epoch (slpdb)        -> p(asleep)
 // AHI of a night:
+//   p_apnea         the model's probability, averaged over the neighbouring minutes of the
+//                   night (RunConfig::smooth_windows)
 //   apnea minutes   minutes with p_apnea >= 0.5
 //   hours           sleep hours: 30-s epochs with p_sleep >= 0.5 (without a sleep model: the
 //                   hours of scored windows, "in bed")
@@ -47,6 +49,10 @@ struct RunConfig {
   std::vector<std::string> sleep_records;  // sleep records to use (empty = all present)
   ModelConfig apnea, sleep;
   double validation_fraction = 0.15;  // of the training records, for early stopping
+  // Post-processing of p_apnea within a night: each window's probability is replaced by the mean
+  // over the windows within +-smooth_windows of it (apneas come in runs; a window's neighbours are
+  // evidence too). Uses model outputs only, never labels. 0 = off.
+  int smooth_windows = 2;
   int threads = 0;                    // 0 = OpenMP's default
   std::string cache_dir;              // "" = no image cache
   bool progress = true;
