@@ -4,8 +4,9 @@
 //      groups == C, itself checked against a brute-force convolution in kernels_conv_test);
 //   2. the backward refs against the forward through the adjoint identities
 //        <dy, conv(x, w)> == <backward_data(dy, w), x> == <backward_weight(x, dy), w>;
-//   3. the optimized kernels (3x3 specialised paths and the general path) against the refs on
-//      many geometries and on every distinct MobileNetV2 depthwise layer.
+//   3. the optimized kernels (3x3 specialised paths and the general path, small planes through
+//      the channel-last path, larger ones plane by plane) against the refs on many geometries and
+//      on every distinct MobileNetV2 depthwise layer.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -51,6 +52,14 @@ std::vector<Conv2dGeom> geometries() {
   Conv2dGeom rect = dw(2, 3, 9, 11, 3, 1, 1);
   rect.KW = 5, rect.SW = 2, rect.PW = 2;  // 3x5 kernel, strides (1, 2)
   gs.push_back(rect);
+  // The kernels take a channel-last path for planes of at most 64 pixels and a plane-by-plane
+  // path above: every geometry again with a larger plane, so both paths see every case.
+  const size_t n = gs.size();
+  for (size_t i = 0; i < n; ++i) {
+    Conv2dGeom big = gs[i];
+    big.H += 9, big.W += 8;
+    gs.push_back(big);
+  }
   return gs;
 }
 

@@ -284,12 +284,154 @@ void backward_data_plane(const Conv2dGeom& g, const float* dy, const float* w, f
   unfill_plane(g, P, dx);
 }
 
+// ---- small planes: channels innermost ------------------------------------------------------------
+// Late MobileNetV2 layers have tiny planes (7x7 down to 2x2) and many channels. Walking them plane
+// by plane spends more time on loop overhead than on arithmetic, so for planes of at most
+// kSmallPlane pixels a block of kCB channels of one image is transposed to channel-last order
+// (padded, in scratch memory), computed with every inner loop running over the block's channels
+// (contiguous, vectorized), and transposed back. Same formulas, same order of terms.
+
+constexpr int64_t kSmallPlane = 64;  // H*W at or below this takes the channel-last path
+constexpr int64_t kCB = 32;          // channels per block
+
+bool small_planes(const Conv2dGeom& g) { return g.H * g.W <= kSmallPlane; }
+
+struct SmallGeom {
+  int64_t Hp, Wp;  // padded rows and columns that taps reach
+  explicit SmallGeom(const Conv2dGeom& g)
+      : Hp((g.OH() - 1) * g.SH + g.KH), Wp((g.OW() - 1) * g.SW + g.KW) {}
+  // padded pixel read by tap (kh, kw) of output (oh, ow)
+  int64_t pix(const Conv2dGeom& g, int64_t oh, int64_t ow, int64_t kh, int64_t kw) const {
+    return (oh * g.SH + kh) * Wp + ow * g.SW + kw;
+  }
+};
+
+// xt[Hp*Wp][kCB] <- channels [c0, c0+nb) of image plane block `x` (zero padding).
+void to_channel_last(const Conv2dGeom& g, const SmallGeom& s, const float* x, int64_t nb, float* xt) {
+  std::fill(xt, xt + s.Hp * s.Wp * kCB, 0.f);
+  for (int64_t c = 0; c < nb; ++c)
+    for (int64_t ih = 0; ih < g.H && ih + g.PH < s.Hp; ++ih)
+      for (int64_t iw = 0; iw < g.W && iw + g.PW < s.Wp; ++iw)
+        xt[((ih + g.PH) * s.Wp + iw + g.PW) * kCB + c] = x[(c * g.H + ih) * g.W + iw];
+}
+
+// Weights of channels [c0, c0+nb) as wt[KK][kCB].
+void weights_channel_last(const Conv2dGeom& g, const float* w, int64_t c0, int64_t nb, float* wt) {
+  const int64_t KK = g.KH * g.KW;
+  std::fill(wt, wt + KK * kCB, 0.f);
+  for (int64_t c = 0; c < nb; ++c)
+    for (int64_t k = 0; k < KK; ++k) wt[k * kCB + c] = w[(c0 + c) * KK + k];
+}
+
+void forward_small(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
+  const SmallGeom s(g);
+  const int64_t C = g.C, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW, blocks = ceil_div(C, kCB);
+#pragma omp parallel for schedule(static) if (worth_threads(g))
+  for (int64_t item = 0; item < g.N * blocks; ++item) {
+    const int64_t n = item / blocks, c0 = (item % blocks) * kCB, nb = std::min(kCB, C - c0);
+    float* xt = scratch(0, s.Hp * s.Wp * kCB + (OH * OW + KH * KW + 1) * kCB);
+    float* yt = xt + s.Hp * s.Wp * kCB;
+    float* wt = yt + OH * OW * kCB;
+    float* bt = wt + KH * KW * kCB;
+    to_channel_last(g, s, x + (n * C + c0) * g.H * g.W, nb, xt);
+    weights_channel_last(g, w, c0, nb, wt);
+    for (int64_t c = 0; c < kCB; ++c) bt[c] = bias && c < nb ? bias[c0 + c] : 0.f;
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        float* __restrict acc = yt + (oh * OW + ow) * kCB;
+        for (int64_t kh = 0; kh < KH; ++kh)
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            const float* __restrict xv = xt + s.pix(g, oh, ow, kh, kw) * kCB;
+            const float* __restrict wv = wt + (kh * KW + kw) * kCB;
+            if (kh == 0 && kw == 0)
+              for (int64_t c = 0; c < kCB; ++c) acc[c] = wv[c] * xv[c];
+            else
+              for (int64_t c = 0; c < kCB; ++c) acc[c] += wv[c] * xv[c];
+          }
+        for (int64_t c = 0; c < kCB; ++c) acc[c] += bt[c];
+      }
+    for (int64_t c = 0; c < nb; ++c)
+      for (int64_t p = 0; p < OH * OW; ++p) y[((n * C + c0 + c) * OH * OW) + p] = yt[p * kCB + c];
+  }
+}
+
+void backward_data_small(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
+  const SmallGeom s(g);
+  const int64_t C = g.C, H = g.H, W = g.W, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
+  const int64_t blocks = ceil_div(C, kCB);
+#pragma omp parallel for schedule(static) if (worth_threads(g))
+  for (int64_t item = 0; item < g.N * blocks; ++item) {
+    const int64_t n = item / blocks, c0 = (item % blocks) * kCB, nb = std::min(kCB, C - c0);
+    float* dxt = scratch(0, s.Hp * s.Wp * kCB + (OH * OW + KH * KW) * kCB);
+    float* dyt = dxt + s.Hp * s.Wp * kCB;
+    float* wt = dyt + OH * OW * kCB;
+    std::fill(dxt, dxt + s.Hp * s.Wp * kCB, 0.f);
+    std::fill(dyt, dyt + OH * OW * kCB, 0.f);
+    for (int64_t c = 0; c < nb; ++c)
+      for (int64_t p = 0; p < OH * OW; ++p) dyt[p * kCB + c] = dy[(n * C + c0 + c) * OH * OW + p];
+    weights_channel_last(g, w, c0, nb, wt);
+    // Scatter form of (3), every channel of the block at once.
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const float* __restrict gv = dyt + (oh * OW + ow) * kCB;
+        for (int64_t kh = 0; kh < KH; ++kh)
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            float* __restrict d = dxt + s.pix(g, oh, ow, kh, kw) * kCB;
+            const float* __restrict wv = wt + (kh * KW + kw) * kCB;
+            for (int64_t c = 0; c < kCB; ++c) d[c] += wv[c] * gv[c];
+          }
+      }
+    for (int64_t c = 0; c < nb; ++c)
+      for (int64_t ih = 0; ih < H; ++ih)
+        for (int64_t iw = 0; iw < W; ++iw) {
+          const int64_t r = ih + g.PH, q = iw + g.PW;
+          dx[((n * C + c0 + c) * H + ih) * W + iw] = r < s.Hp && q < s.Wp ? dxt[(r * s.Wp + q) * kCB + c] : 0.f;
+        }
+  }
+}
+
+void backward_weight_small(const Conv2dGeom& g, const float* x, const float* dy, float* dw) {
+  const SmallGeom s(g);
+  const int64_t C = g.C, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW, KK = KH * KW;
+  const int64_t blocks = ceil_div(C, kCB);
+#pragma omp parallel for schedule(static) if (worth_threads(g))
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t c0 = blk * kCB, nb = std::min(kCB, C - c0);
+    float* xt = scratch(0, s.Hp * s.Wp * kCB + (OH * OW + KK) * kCB);
+    float* gt = xt + s.Hp * s.Wp * kCB;
+    float* part = gt + OH * OW * kCB;
+    std::vector<double> acc(static_cast<size_t>(KK * kCB), 0.0);
+    for (int64_t n = 0; n < g.N; ++n) {
+      to_channel_last(g, s, x + (n * C + c0) * g.H * g.W, nb, xt);
+      std::fill(gt, gt + OH * OW * kCB, 0.f);
+      for (int64_t c = 0; c < nb; ++c)
+        for (int64_t p = 0; p < OH * OW; ++p) gt[p * kCB + c] = dy[(n * C + c0 + c) * OH * OW + p];
+      std::fill(part, part + KK * kCB, 0.f);
+      // Formula (2) for one image, every channel of the block at once; images summed in double.
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const float* __restrict gv = gt + (oh * OW + ow) * kCB;
+          for (int64_t kh = 0; kh < KH; ++kh)
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              const float* __restrict xv = xt + s.pix(g, oh, ow, kh, kw) * kCB;
+              float* __restrict pv = part + (kh * KW + kw) * kCB;
+              for (int64_t c = 0; c < kCB; ++c) pv[c] += gv[c] * xv[c];
+            }
+        }
+      for (int64_t i = 0; i < KK * kCB; ++i) acc[static_cast<size_t>(i)] += part[i];
+    }
+    for (int64_t c = 0; c < nb; ++c)
+      for (int64_t k = 0; k < KK; ++k) dw[(c0 + c) * KK + k] = static_cast<float>(acc[static_cast<size_t>(k * kCB + c)]);
+  }
+}
+
 }  // namespace
 
 // ---- public kernels ---------------------------------------------------------------------------
 
 void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
   check_depthwise(g, "depthwise_forward");
+  if (small_planes(g)) return forward_small(g, x, w, bias, y);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
 #pragma omp parallel for schedule(static) if (worth_threads(g))
   for (int64_t p = 0; p < g.N * C; ++p) {
@@ -300,6 +442,7 @@ void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, cons
 
 void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
   check_depthwise(g, "depthwise_backward_data");
+  if (small_planes(g)) return backward_data_small(g, dy, w, dx);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
 #pragma omp parallel for schedule(static) if (worth_threads(g))
   for (int64_t p = 0; p < g.N * C; ++p) backward_data_plane(g, dy + p * OHW, w + (p % C) * KK, dx + p * HW);
@@ -307,6 +450,7 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
 
 void depthwise_backward_weight(const Conv2dGeom& g, const float* x, const float* dy, float* dw) {
   check_depthwise(g, "depthwise_backward_weight");
+  if (small_planes(g)) return backward_weight_small(g, x, dy, dw);
   const int64_t C = g.C, HW = g.H * g.W, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
 #pragma omp parallel if (worth_threads(g))
   {
