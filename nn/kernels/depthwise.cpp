@@ -244,7 +244,50 @@ void forward_from_plane(const Conv2dGeom& g, const PhasePlane& P, const float* w
   }
 }
 
+// One output with bounds checks, terms in the reference's order (the border of the direct path).
+float forward_point(const Conv2dGeom& g, const float* x, const float* w, float b, int64_t oh, int64_t ow) {
+  float acc = 0.f;
+  for (int64_t kh = 0; kh < g.KH; ++kh) {
+    const int64_t ih = oh * g.SH - g.PH + kh;
+    if (ih < 0 || ih >= g.H) continue;
+    for (int64_t kw = 0; kw < g.KW; ++kw) {
+      const int64_t iw = ow * g.SW - g.PW + kw;
+      if (iw >= 0 && iw < g.W) acc += w[kh * g.KW + kw] * x[ih * g.W + iw];
+    }
+  }
+  return acc + b;
+}
+
+// Outputs o in [0, O) whose whole window [o*S - P, o*S - P + K) lies inside [0, I).
+std::pair<int64_t, int64_t> interior(int64_t O, int64_t I, int64_t K, int64_t S, int64_t P) {
+  const int64_t lo = std::min(O, ceil_div(P, S));
+  const int64_t last = I - K + P;  // o*S <= last
+  const int64_t hi = last < 0 ? lo : std::max(lo, std::min(O, last / S + 1));
+  return {lo, hi};
+}
+
+// 3x3 stride 2 straight from x: a stride-2 plane is 4x its output, and copying it into a padded
+// plane costs more than the convolution (measured). Interior outputs read x directly (no bounds
+// checks), the one-pixel border goes through forward_point.
+void forward_plane_direct_s2(const Conv2dGeom& g, const float* x, const float* w, float b, float* y) {
+  const int64_t W = g.W, OH = g.OH(), OW = g.OW(), PH = g.PH, PW = g.PW;
+  const auto [rlo, rhi] = interior(OH, g.H, 3, 2, PH);
+  const auto [clo, chi] = interior(OW, W, 3, 2, PW);
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    float* o = y + oh * OW;
+    if (oh < rlo || oh >= rhi || chi <= clo) {
+      for (int64_t ow = 0; ow < OW; ++ow) o[ow] = forward_point(g, x, w, b, oh, ow);
+      continue;
+    }
+    for (int64_t ow = 0; ow < clo; ++ow) o[ow] = forward_point(g, x, w, b, oh, ow);
+    const float* r0 = x + (oh * 2 - PH) * W + clo * 2 - PW;
+    row_3x3<2>(o + clo, r0, r0 + W, r0 + 2 * W, w, b, chi - clo);
+    for (int64_t ow = chi; ow < OW; ++ow) o[ow] = forward_point(g, x, w, b, oh, ow);
+  }
+}
+
 void forward_plane(const Conv2dGeom& g, const float* x, const float* w, float b, float* y) {
+  if (g.KH == 3 && g.KW == 3 && g.SH == 2 && g.SW == 2) return forward_plane_direct_s2(g, x, w, b, y);
   const PhasePlane P = phase_plane(g, false);
   fill_plane(g, x, P);
   forward_from_plane(g, P, w, b, y);
