@@ -77,9 +77,12 @@ double dot_lanes(const float* __restrict a, const float* __restrict b, int64_t n
   return s;
 }
 
+SLEEPNET_MULTIVERSION double dot_lanes_1(const float* a, const float* b, int64_t n) { return dot_lanes<1>(a, b, n); }
+SLEEPNET_MULTIVERSION double dot_lanes_2(const float* a, const float* b, int64_t n) { return dot_lanes<2>(a, b, n); }
+
 double dot_lanes(const float* a, const float* b, int64_t n, int64_t step) {
-  if (step == 1) return dot_lanes<1>(a, b, n);
-  if (step == 2) return dot_lanes<2>(a, b, n);
+  if (step == 1) return dot_lanes_1(a, b, n);
+  if (step == 2) return dot_lanes_2(a, b, n);
   double s = 0.0;
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i * step];
   return s;
@@ -204,7 +207,7 @@ void unfill_plane(const Conv2dGeom& g, const PhasePlane& P, float* __restrict dx
 // (Three row pointers rather than nine tap pointers: taps of one row overlap, and the compiler
 // shares their loads only when it can see that.)
 template <int STEP>
-void row_3x3(float* __restrict o, const float* __restrict r0, const float* __restrict r1,
+inline void row_3x3(float* __restrict o, const float* __restrict r0, const float* __restrict r1,
              const float* __restrict r2, const float* __restrict w, float b, int64_t n) {
   const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7],
               w8 = w[8];
@@ -223,6 +226,20 @@ void row_3x3(float* __restrict o, const float* __restrict r0, const float* __res
   }
 }
 
+SLEEPNET_MULTIVERSION void row_3x3_s1(float* o, const float* r0, const float* r1, const float* r2,
+                                      const float* w, float b, int64_t n) {
+  row_3x3<1>(o, r0, r1, r2, w, b, n);
+}
+SLEEPNET_MULTIVERSION void row_3x3_s2(float* o, const float* r0, const float* r1, const float* r2,
+                                      const float* w, float b, int64_t n) {
+  row_3x3<2>(o, r0, r1, r2, w, b, n);
+}
+
+// t[i] += w * g[i]: one tap of the backward-data scatter.
+SLEEPNET_MULTIVERSION void axpy(float* __restrict t, const float* __restrict g, float w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) t[i] += w * g[i];
+}
+
 // y [OH, OW] from a filled plane: formula (1) with every tap a contiguous plane row.
 void forward_from_plane(const Conv2dGeom& g, const PhasePlane& P, const float* w, float b, float* y) {
   const int64_t OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW, SH = g.SH, step = P.step;
@@ -230,7 +247,7 @@ void forward_from_plane(const Conv2dGeom& g, const PhasePlane& P, const float* w
   for (int64_t oh = 0; oh < OH; ++oh) {
     float* __restrict o = y + oh * OW;
     if (KH == 3 && KW == 3 && P.S == 1 && (step == 1 || step == 2)) {  // unsplit rows: tap kw at +kw
-      (step == 1 ? row_3x3<1> : row_3x3<2>)(o, tap(oh, 0, 0), tap(oh, 1, 0), tap(oh, 2, 0), w, b, OW);
+      (step == 1 ? row_3x3_s1 : row_3x3_s2)(o, tap(oh, 0, 0), tap(oh, 1, 0), tap(oh, 2, 0), w, b, OW);
       continue;
     }
     std::fill(o, o + OW, 0.f);
@@ -281,7 +298,7 @@ void forward_plane_direct_s2(const Conv2dGeom& g, const float* x, const float* w
     }
     for (int64_t ow = 0; ow < clo; ++ow) o[ow] = forward_point(g, x, w, b, oh, ow);
     const float* r0 = x + (oh * 2 - PH) * W + clo * 2 - PW;
-    row_3x3<2>(o + clo, r0, r0 + W, r0 + 2 * W, w, b, chi - clo);
+    row_3x3_s2(o + clo, r0, r0 + W, r0 + 2 * W, w, b, chi - clo);
     for (int64_t ow = chi; ow < OW; ++ow) o[ow] = forward_point(g, x, w, b, oh, ow);
   }
 }
@@ -319,9 +336,7 @@ void backward_data_plane(const Conv2dGeom& g, const float* dy, const float* w, f
     const float* __restrict gr = dy + oh * OW;
     for (int64_t kh = 0; kh < KH; ++kh)
       for (int64_t kw = 0; kw < KW; ++kw) {
-        const float wv = w[kh * KW + kw];
-        float* __restrict t = P.tap(g.SH, oh, kh, kw);
-        for (int64_t ow = 0; ow < OW; ++ow) t[ow] += wv * gr[ow];
+        axpy(P.tap(g.SH, oh, kh, kw), gr, w[kh * KW + kw], OW);
       }
   }
   unfill_plane(g, P, dx);
@@ -366,6 +381,59 @@ void weights_channel_last(const Conv2dGeom& g, const float* w, int64_t c0, int64
     for (int64_t k = 0; k < KK; ++k) wt[k * kCB + c] = w[(c0 + c) * KK + k];
 }
 
+// The arithmetic of one block, every inner loop over the block's kCB channels.
+// yt[OH*OW][kCB] = formula (1): taps in (kh, kw) order, then the bias.
+SLEEPNET_MULTIVERSION void forward_small_block(const Conv2dGeom& g, const SmallGeom& s, const float* xt,
+                                               const float* wt, const float* bt, float* yt) {
+  const int64_t OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      float* __restrict acc = yt + (oh * OW + ow) * kCB;
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const float* __restrict xv = xt + s.pix(g, oh, ow, kh, kw) * kCB;
+          const float* __restrict wv = wt + (kh * KW + kw) * kCB;
+          if (kh == 0 && kw == 0)
+            for (int64_t c = 0; c < kCB; ++c) acc[c] = wv[c] * xv[c];
+          else
+            for (int64_t c = 0; c < kCB; ++c) acc[c] += wv[c] * xv[c];
+        }
+      for (int64_t c = 0; c < kCB; ++c) acc[c] += bt[c];
+    }
+}
+
+// dxt[Hp*Wp][kCB] += scatter form of (3).
+SLEEPNET_MULTIVERSION void backward_data_small_block(const Conv2dGeom& g, const SmallGeom& s, const float* dyt,
+                                                     const float* wt, float* dxt) {
+  const int64_t OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const float* __restrict gv = dyt + (oh * OW + ow) * kCB;
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          float* __restrict d = dxt + s.pix(g, oh, ow, kh, kw) * kCB;
+          const float* __restrict wv = wt + (kh * KW + kw) * kCB;
+          for (int64_t c = 0; c < kCB; ++c) d[c] += wv[c] * gv[c];
+        }
+    }
+}
+
+// part[KK][kCB] += formula (2) for one image.
+SLEEPNET_MULTIVERSION void backward_weight_small_block(const Conv2dGeom& g, const SmallGeom& s, const float* gt,
+                                                       const float* xt, float* part) {
+  const int64_t OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const float* __restrict gv = gt + (oh * OW + ow) * kCB;
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const float* __restrict xv = xt + s.pix(g, oh, ow, kh, kw) * kCB;
+          float* __restrict pv = part + (kh * KW + kw) * kCB;
+          for (int64_t c = 0; c < kCB; ++c) pv[c] += gv[c] * xv[c];
+        }
+    }
+}
+
 void forward_small(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
   const SmallGeom s(g);
   const int64_t C = g.C, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW, blocks = ceil_div(C, kCB);
@@ -379,20 +447,7 @@ void forward_small(const Conv2dGeom& g, const float* x, const float* w, const fl
     to_channel_last(g, s, x + (n * C + c0) * g.H * g.W, nb, xt);
     weights_channel_last(g, w, c0, nb, wt);
     for (int64_t c = 0; c < kCB; ++c) bt[c] = bias && c < nb ? bias[c0 + c] : 0.f;
-    for (int64_t oh = 0; oh < OH; ++oh)
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        float* __restrict acc = yt + (oh * OW + ow) * kCB;
-        for (int64_t kh = 0; kh < KH; ++kh)
-          for (int64_t kw = 0; kw < KW; ++kw) {
-            const float* __restrict xv = xt + s.pix(g, oh, ow, kh, kw) * kCB;
-            const float* __restrict wv = wt + (kh * KW + kw) * kCB;
-            if (kh == 0 && kw == 0)
-              for (int64_t c = 0; c < kCB; ++c) acc[c] = wv[c] * xv[c];
-            else
-              for (int64_t c = 0; c < kCB; ++c) acc[c] += wv[c] * xv[c];
-          }
-        for (int64_t c = 0; c < kCB; ++c) acc[c] += bt[c];
-      }
+    forward_small_block(g, s, xt, wt, bt, yt);
     for (int64_t c = 0; c < nb; ++c)
       for (int64_t p = 0; p < OH * OW; ++p) y[((n * C + c0 + c) * OH * OW) + p] = yt[p * kCB + c];
   }
@@ -413,17 +468,7 @@ void backward_data_small(const Conv2dGeom& g, const float* dy, const float* w, f
     for (int64_t c = 0; c < nb; ++c)
       for (int64_t p = 0; p < OH * OW; ++p) dyt[p * kCB + c] = dy[(n * C + c0 + c) * OH * OW + p];
     weights_channel_last(g, w, c0, nb, wt);
-    // Scatter form of (3), every channel of the block at once.
-    for (int64_t oh = 0; oh < OH; ++oh)
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const float* __restrict gv = dyt + (oh * OW + ow) * kCB;
-        for (int64_t kh = 0; kh < KH; ++kh)
-          for (int64_t kw = 0; kw < KW; ++kw) {
-            float* __restrict d = dxt + s.pix(g, oh, ow, kh, kw) * kCB;
-            const float* __restrict wv = wt + (kh * KW + kw) * kCB;
-            for (int64_t c = 0; c < kCB; ++c) d[c] += wv[c] * gv[c];
-          }
-      }
+    backward_data_small_block(g, s, dyt, wt, dxt);
     for (int64_t c = 0; c < nb; ++c)
       for (int64_t ih = 0; ih < H; ++ih)
         for (int64_t iw = 0; iw < W; ++iw) {
@@ -450,17 +495,7 @@ void backward_weight_small(const Conv2dGeom& g, const float* x, const float* dy,
       for (int64_t c = 0; c < nb; ++c)
         for (int64_t p = 0; p < OH * OW; ++p) gt[p * kCB + c] = dy[(n * C + c0 + c) * OH * OW + p];
       std::fill(part, part + KK * kCB, 0.f);
-      // Formula (2) for one image, every channel of the block at once; images summed in double.
-      for (int64_t oh = 0; oh < OH; ++oh)
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const float* __restrict gv = gt + (oh * OW + ow) * kCB;
-          for (int64_t kh = 0; kh < KH; ++kh)
-            for (int64_t kw = 0; kw < KW; ++kw) {
-              const float* __restrict xv = xt + s.pix(g, oh, ow, kh, kw) * kCB;
-              float* __restrict pv = part + (kh * KW + kw) * kCB;
-              for (int64_t c = 0; c < kCB; ++c) pv[c] += gv[c] * xv[c];
-            }
-        }
+      backward_weight_small_block(g, s, gt, xt, part);  // one image; images summed in double
       for (int64_t i = 0; i < KK * kCB; ++i) acc[static_cast<size_t>(i)] += part[i];
     }
     for (int64_t c = 0; c < nb; ++c)
