@@ -12,7 +12,7 @@ configure: deps
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD) && OMP_WAIT_POLICY=PASSIVE ctest --output-on-failure -j $(JOBS)
 main: configure
 	cmake --build $(BUILD) --target sleepnet_app -j $(JOBS)
 	$(BUILD)/apps/sleepnet main

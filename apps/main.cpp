@@ -57,7 +57,7 @@ struct ConfigFlags {
     app->add_flag("--no-sleep-model", no_sleep, "train no sleep model: AHI per hour of recording");
     app->add_option("--records", c.records, "apnea records to use (default: every record present)");
     app->add_option("--sleep-records", c.sleep_records, "sleep records to use (default: every record present)");
-    app->add_option("--epochs", epochs, "training epochs of the apnea model (sleep model: 3/4 of it)");
+    app->add_option("--epochs", epochs, "training epochs of the apnea model (sleep model: 2/3 of it)");
     app->add_option("--batch-size", batch, "batch size");
     app->add_option("--width", width, "MobileNetV2 width multiplier");
     app->add_option("--image-size", image_size, "image height and width (pixels)");
@@ -108,7 +108,7 @@ struct ConfigFlags {
     }
     if (epochs > 0) {
       c.apnea.train.epochs = epochs;
-      c.sleep.train.epochs = std::max(1, epochs * 3 / 4);
+      c.sleep.train.epochs = std::max(1, epochs * 2 / 3);
     }
     if (context_s >= 0) c.apnea.data.spectrogram.context_s = context_s;
     return c;
