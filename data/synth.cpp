@@ -24,25 +24,14 @@ namespace {
 constexpr double kPi = std::numbers::pi;
 constexpr double kDt = 0.1;  // physiological grid step (s)
 
-// xoshiro256** seeded with splitmix64; one independent stream per part of the model, so changing
-// e.g. the noise settings leaves the beats and events of a seed unchanged.
+// One independent random stream per part of the model (sleepnet::Generator: xoshiro256** seeded
+// with splitmix64), so changing e.g. the noise settings leaves the beats and events of a seed
+// unchanged. Normals are drawn in double here (Generator::normal is float).
 class Rng {
  public:
-  Rng(uint64_t seed, uint64_t stream) {
-    uint64_t x = seed ^ (0x9E3779B97F4A7C15ull * (stream + 1));
-    for (auto& v : s_) v = splitmix(x);
-  }
-  uint64_t next() {
-    uint64_t r = rotl(s_[1] * 5, 7) * 9, t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = rotl(s_[3], 45);
-    return r;
-  }
-  double uniform() { return double(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  Rng(uint64_t seed, uint64_t stream) : gen_(seed ^ (0x9E3779B97F4A7C15ull * (stream + 1))) {}
+  uint64_t next() { return gen_.next_u64(); }
+  double uniform() { return gen_.uniform_double(); }  // [0, 1)
   double uniform(double a, double b) { return a + (b - a) * uniform(); }
   int integer(int lo, int hi) { return lo + int(uniform() * (hi - lo + 1)); }  // [lo, hi]
   bool bernoulli(double p) { return uniform() < p; }
@@ -59,14 +48,7 @@ class Rng {
   }
 
  private:
-  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  static uint64_t splitmix(uint64_t& x) {
-    uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  uint64_t s_[4];
+  Generator gen_;
   bool has_spare_ = false;
   double spare_ = 0;
 };
