@@ -13,12 +13,18 @@ machine it is the least disturbed one). Prints one markdown table per kernel fam
 the time-weighted fraction sum(yardstick time) / sum(kernel time) over the family's layers,
 which is what matters for a whole network, and the worst single layer.
 
-usage: kernel_table.py RESULT.json [RESULT.json ...] [--details]
+usage: kernel_table.py RESULT.json [RESULT.json ...] [--details] [--cpu]
+
+--cpu uses the process CPU time instead of wall-clock time. Only meaningful for one-thread runs,
+where it removes the time the process waited for a core on a machine shared with other work.
 """
 import json
 import re
 import sys
 from collections import defaultdict
+
+
+TIME_KEY = "real_time"
 
 
 def load(paths):
@@ -35,11 +41,11 @@ def load(paths):
                 continue
             name = re.sub(r"/real_time$", "", b.get("run_name", b["name"]))
             unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b.get("time_unit", "ns")]
-            t = b["real_time"] * unit
+            t = b[TIME_KEY] * unit
             r = {"time": t}
             for key in ("GFLOP", "GB"):
                 if b.get(key) is not None:
-                    r[key + "_work"] = b[key] * t  # per iteration
+                    r[key + "_work"] = b[key] * b["real_time"] * unit  # per iteration (rates use real time)
             if name not in runs or t < runs[name]["time"]:
                 runs[name] = r
     for r in runs.values():
@@ -72,7 +78,10 @@ def pair(runs):
 
 
 def main(argv):
+    global TIME_KEY
     details = "--details" in argv
+    if "--cpu" in argv:  # CPU time instead of wall-clock: one-thread runs on a machine others load
+        TIME_KEY = "cpu_time"
     paths = [a for a in argv if not a.startswith("--")]
     if not paths:
         print(__doc__)

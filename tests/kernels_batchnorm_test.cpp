@@ -206,8 +206,10 @@ void check_against_ref(const BatchNormGeom& g, uint64_t seed, const std::string&
 
 TEST(KernelsBatchNorm, OptimizedMatchesRef) {
   uint64_t seed = 10;
+  // HW < 64 takes the slab path (many images: its float partial sums are flushed every 16 images),
+  // larger planes the per-plane path.
   for (const BatchNormGeom& g : {bn(2, 1, 1), bn(1, 3, 2), bn(4, 6, 25), bn(3, 5, 7), bn(2, 16, 33),
-                                 bn(5, 3, 1030), bn(1, 8, 4096)}) {
+                                 bn(37, 5, 9), bn(20, 70, 4), bn(5, 3, 1030), bn(1, 8, 4096)}) {
     check_against_ref(g, seed += 8, "geometry");
     check_against_ref(g, seed += 8, "geometry", false, false);
   }
@@ -218,6 +220,7 @@ TEST(KernelsBatchNorm, LargeChannelWithLargeMeanKeepsFullAccuracy) {
   // would lose most digits of the variance.
   const BatchNormGeom g = bn(2, 2, 65536);
   check_against_ref(g, 77, "large", true, true, 100.f);
+  check_against_ref(bn(300, 3, 49), 78, "large, slab path", true, true, 100.f);
 }
 
 TEST(KernelsBatchNorm, MobileNetV2ShapesMatchRef) {

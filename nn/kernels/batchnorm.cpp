@@ -70,61 +70,37 @@ void check_pointers(const char* who, std::initializer_list<const void*> ptrs) {
   for (const void* p : ptrs) require(p != nullptr, who, "a required array pointer is null");
 }
 
-// Shifted sums over n values: s1 += sum (p - k), s2 += sum (p - k)^2. Float lanes over blocks of
-// 512 values (vectorizable), each block flushed into double: accurate for any n.
-void shifted_moments(const float* __restrict p, int64_t n, float k, double& s1, double& s2) {
-  if (n < 16) {  // tiny planes (2x2, 4x4): lanes would cost more than they save
-    for (int64_t i = 0; i < n; ++i) {
-      const double d = p[i] - k;
-      s1 += d, s2 += d * d;
-    }
-    return;
-  }
+// Shifted sums over n values: s1 += sum (p - k), s2 += sum (p - k)^2. Float partial sums over
+// blocks of 512 values (`omp simd` lets the compiler keep them in vector lanes: it may reorder
+// these additions and no others), each block added into double: accurate for any n.
+SLEEPNET_MULTIVERSION void shifted_moments(const float* __restrict p, int64_t n, float k, double& s1, double& s2) {
   constexpr int64_t kBlock = 512;
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t e = std::min(n, b + kBlock);
-    float a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, q[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = b;
-    for (; i + 8 <= e; i += 8)
-      for (int l = 0; l < 8; ++l) {
-        const float d = p[i + l] - k;
-        a[l] += d;
-        q[l] += d * d;
-      }
-    for (; i < e; ++i) {
+    float a = 0.f, q = 0.f;
+#pragma omp simd reduction(+ : a, q)
+    for (int64_t i = b; i < e; ++i) {
       const float d = p[i] - k;
-      a[0] += d;
-      q[0] += d * d;
+      a += d;
+      q += d * d;
     }
-    for (int l = 0; l < 8; ++l) s1 += a[l], s2 += q[l];
+    s1 += a, s2 += q;
   }
 }
 
 // sg += sum g, sgd += sum g * (x - mu), same blocking as above.
-void grad_sums(const float* __restrict gp, const float* __restrict xp, int64_t n, float mu, double& sg,
-               double& sgd) {
-  if (n < 16) {
-    for (int64_t i = 0; i < n; ++i) {
-      sg += gp[i];
-      sgd += static_cast<double>(gp[i]) * (xp[i] - mu);
-    }
-    return;
-  }
+SLEEPNET_MULTIVERSION void grad_sums(const float* __restrict gp, const float* __restrict xp, int64_t n, float mu,
+                                     double& sg, double& sgd) {
   constexpr int64_t kBlock = 512;
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t e = std::min(n, b + kBlock);
-    float a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, q[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = b;
-    for (; i + 8 <= e; i += 8)
-      for (int l = 0; l < 8; ++l) {
-        a[l] += gp[i + l];
-        q[l] += gp[i + l] * (xp[i + l] - mu);
-      }
-    for (; i < e; ++i) {
-      a[0] += gp[i];
-      q[0] += gp[i] * (xp[i] - mu);
+    float a = 0.f, q = 0.f;
+#pragma omp simd reduction(+ : a, q)
+    for (int64_t i = b; i < e; ++i) {
+      a += gp[i];
+      q += gp[i] * (xp[i] - mu);
     }
-    for (int l = 0; l < 8; ++l) sg += a[l], sgd += q[l];
+    sg += a, sgd += q;
   }
 }
 
@@ -141,12 +117,86 @@ int64_t channel_block(const BatchNormGeom& g, int threads) {
 
 // y = x * alpha + beta over n values, optionally clamped to [0, 6].
 template <bool kRelu6>
-void affine(const float* __restrict x, float alpha, float beta, float* __restrict y, int64_t n) {
+inline void affine_loop(const float* __restrict x, float alpha, float beta, float* __restrict y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     float v = x[i] * alpha + beta;
     if constexpr (kRelu6) v = std::min(std::max(v, 0.f), 6.f);
     y[i] = v;
   }
+}
+
+SLEEPNET_MULTIVERSION void affine_plain(const float* x, float alpha, float beta, float* y, int64_t n) {
+  affine_loop<false>(x, alpha, beta, y, n);
+}
+SLEEPNET_MULTIVERSION void affine_relu6(const float* x, float alpha, float beta, float* y, int64_t n) {
+  affine_loop<true>(x, alpha, beta, y, n);
+}
+template <bool kRelu6>
+void affine(const float* x, float alpha, float beta, float* y, int64_t n) {
+  (kRelu6 ? affine_relu6 : affine_plain)(x, alpha, beta, y, n);
+}
+
+// dx = a g + b (x - mu) + c over n values: formula (3).
+SLEEPNET_MULTIVERSION void dx_loop(const float* __restrict gp, const float* __restrict xp, float a, float b,
+                                   float c, float mu, float* __restrict dp, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) dp[j] = a * gp[j] + b * (xp[j] - mu) + c;
+}
+
+// ---- slabs: small planes ----
+// With H*W below kSlab (7x7 ... 2x2), per-plane loops are all overhead. Instead the block's
+// channels of one image, [nb * HW] contiguous values, are processed as one "slab" with per-value
+// coefficients (each channel's value repeated HW times): every loop runs over the whole slab.
+// Sums are kept per slab position in float for up to 16 images, then added into double.
+constexpr int64_t kSlab = 64;
+
+SLEEPNET_MULTIVERSION void slab_moments(const float* __restrict x, const float* __restrict k, float* __restrict a,
+                                        float* __restrict q, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float d = x[j] - k[j];
+    a[j] += d;
+    q[j] += d * d;
+  }
+}
+SLEEPNET_MULTIVERSION void slab_grad_sums(const float* __restrict g, const float* __restrict x,
+                                          const float* __restrict mu, float* __restrict a, float* __restrict q,
+                                          int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    a[j] += g[j];
+    q[j] += g[j] * (x[j] - mu[j]);
+  }
+}
+SLEEPNET_MULTIVERSION void slab_affine(const float* __restrict x, const float* __restrict alpha,
+                                       const float* __restrict beta, float* __restrict y, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] = x[j] * alpha[j] + beta[j];
+}
+SLEEPNET_MULTIVERSION void slab_dx(const float* __restrict g, const float* __restrict x, const float* __restrict a,
+                                   const float* __restrict b, const float* __restrict c, const float* __restrict mu,
+                                   float* __restrict dx, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) dx[j] = a[j] * g[j] + b[j] * (x[j] - mu[j]) + c[j];
+}
+
+// Per-channel sums (s1, s2 [nb]) over images of f(image n's slab, a, q): float per 16 images, then double.
+template <class F>
+void slab_sums(int64_t N, int64_t nb, int64_t HW, F add_image, double* s1, double* s2) {
+  const int64_t L = nb * HW;
+  std::vector<float> a(static_cast<size_t>(L)), q(static_cast<size_t>(L));
+  for (int64_t n0 = 0; n0 < N; n0 += 16) {
+    std::fill(a.begin(), a.end(), 0.f);
+    std::fill(q.begin(), q.end(), 0.f);
+    for (int64_t n = n0; n < std::min(N, n0 + 16); ++n) add_image(n, a.data(), q.data());
+    for (int64_t c = 0; c < nb; ++c) {
+      float sa = 0.f, sq = 0.f;  // at most HW < 64 values of at most 16 images each
+      for (int64_t i = 0; i < HW; ++i) sa += a[static_cast<size_t>(c * HW + i)], sq += q[static_cast<size_t>(c * HW + i)];
+      s1[c] += sa, s2[c] += sq;
+    }
+  }
+}
+
+// v[c] repeated HW times.
+std::vector<float> expand(const float* v, int64_t nb, int64_t HW) {
+  std::vector<float> e(static_cast<size_t>(nb * HW));
+  for (int64_t c = 0; c < nb; ++c) std::fill(e.begin() + c * HW, e.begin() + (c + 1) * HW, v[c]);
+  return e;
 }
 
 // Per-channel alpha = weight / sqrt(var + eps), beta = bias - mean * alpha, from running stats.
@@ -195,10 +245,20 @@ void batchnorm_forward_train(const BatchNormGeom& g, const float* x, const float
     std::vector<float> alpha(s1.size()), beta(s1.size());
     // Pass 1, statistics: sums shifted by each channel's first value, so that the sum of squares
     // does not cancel when the mean is large.
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t c = c0; c < c1; ++c)
-        shifted_moments(x + (n * C + c) * HW, HW, x[c * HW], s1[static_cast<size_t>(c - c0)],
-                        s2[static_cast<size_t>(c - c0)]);
+    const int64_t nb = c1 - c0;
+    if (HW < kSlab) {
+      std::vector<float> shift(static_cast<size_t>(nb));
+      for (int64_t c = c0; c < c1; ++c) shift[static_cast<size_t>(c - c0)] = x[c * HW];
+      const std::vector<float> kv = expand(shift.data(), nb, HW);
+      slab_sums(N, nb, HW, [&](int64_t n, float* a, float* q) {
+        slab_moments(x + (n * C + c0) * HW, kv.data(), a, q, nb * HW);
+      }, s1.data(), s2.data());
+    } else {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = c0; c < c1; ++c)
+          shifted_moments(x + (n * C + c) * HW, HW, x[c * HW], s1[static_cast<size_t>(c - c0)],
+                          s2[static_cast<size_t>(c - c0)]);
+    }
     for (int64_t c = c0; c < c1; ++c) {
       const size_t i = static_cast<size_t>(c - c0);
       const double dmean = s1[i] / M;
@@ -217,10 +277,16 @@ void batchnorm_forward_train(const BatchNormGeom& g, const float* x, const float
       beta[i] = static_cast<float>((bias ? bias[c] : 0.0) - mean * a);
     }
     // Pass 2, normalise: y = x * alpha + beta.
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t c = c0; c < c1; ++c)
-        affine<false>(x + (n * C + c) * HW, alpha[static_cast<size_t>(c - c0)], beta[static_cast<size_t>(c - c0)],
-                      y + (n * C + c) * HW, HW);
+    if (HW < kSlab) {
+      const std::vector<float> av = expand(alpha.data(), nb, HW), bv = expand(beta.data(), nb, HW);
+      for (int64_t n = 0; n < N; ++n)
+        slab_affine(x + (n * C + c0) * HW, av.data(), bv.data(), y + (n * C + c0) * HW, nb * HW);
+    } else {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = c0; c < c1; ++c)
+          affine<false>(x + (n * C + c) * HW, alpha[static_cast<size_t>(c - c0)], beta[static_cast<size_t>(c - c0)],
+                        y + (n * C + c) * HW, HW);
+    }
   }
 }
 
@@ -312,10 +378,18 @@ void batchnorm_backward(const BatchNormGeom& g, const float* x, const float* dy,
     const int64_t c0 = blk * G, c1 = std::min(C, c0 + G);
     std::vector<double> sg(static_cast<size_t>(c1 - c0), 0.0), sgd(sg.size(), 0.0);  // sum g, sum g (x - mu)
     std::vector<float> ka(sg.size()), kb(sg.size()), kc(sg.size());
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t c = c0; c < c1; ++c)
-        grad_sums(dy + (n * C + c) * HW, x + (n * C + c) * HW, HW, save_mean[c], sg[static_cast<size_t>(c - c0)],
-                  sgd[static_cast<size_t>(c - c0)]);
+    const int64_t nb = c1 - c0;
+    const std::vector<float> muv = expand(save_mean + c0, nb, HW);
+    if (HW < kSlab) {
+      slab_sums(N, nb, HW, [&](int64_t n, float* a, float* q) {
+        slab_grad_sums(dy + (n * C + c0) * HW, x + (n * C + c0) * HW, muv.data(), a, q, nb * HW);
+      }, sg.data(), sgd.data());
+    } else {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = c0; c < c1; ++c)
+          grad_sums(dy + (n * C + c) * HW, x + (n * C + c) * HW, HW, save_mean[c], sg[static_cast<size_t>(c - c0)],
+                    sgd[static_cast<size_t>(c - c0)]);
+    }
     for (int64_t c = c0; c < c1; ++c) {
       const size_t i = static_cast<size_t>(c - c0);
       const double r = save_invstd[c], gamma = weight ? weight[c] : 1.0;
@@ -325,15 +399,20 @@ void batchnorm_backward(const BatchNormGeom& g, const float* x, const float* dy,
       kb[i] = static_cast<float>(-gamma * r * r * r * sgd[i] / M);
       kc[i] = static_cast<float>(-gamma * r * sg[i] / M);
     }
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t c = c0; c < c1; ++c) {
-        const size_t i = static_cast<size_t>(c - c0);
-        const float a = ka[i], b = kb[i], c2 = kc[i], mu = save_mean[c];
-        const float* __restrict gp = dy + (n * C + c) * HW;
-        const float* __restrict xp = x + (n * C + c) * HW;
-        float* __restrict dp = dx + (n * C + c) * HW;
-        for (int64_t j = 0; j < HW; ++j) dp[j] = a * gp[j] + b * (xp[j] - mu) + c2;
-      }
+    if (HW < kSlab) {
+      const std::vector<float> av = expand(ka.data(), nb, HW), bv = expand(kb.data(), nb, HW),
+                               cv = expand(kc.data(), nb, HW);
+      for (int64_t n = 0; n < N; ++n)
+        slab_dx(dy + (n * C + c0) * HW, x + (n * C + c0) * HW, av.data(), bv.data(), cv.data(), muv.data(),
+                dx + (n * C + c0) * HW, nb * HW);
+    } else {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = c0; c < c1; ++c) {
+          const size_t i = static_cast<size_t>(c - c0);
+          dx_loop(dy + (n * C + c) * HW, x + (n * C + c) * HW, ka[i], kb[i], kc[i], save_mean[c],
+                  dx + (n * C + c) * HW, HW);
+        }
+    }
   }
 }
 

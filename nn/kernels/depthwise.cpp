@@ -64,16 +64,13 @@ void check_depthwise(const Conv2dGeom& g, const char* who) {
               ", groups = " + std::to_string(g.groups) + " (nn/kernels/depthwise.h)");
 }
 
-// sum_i a[i] * b[i * STEP] with 8 float lanes (vectorizable without -ffast-math), in double.
+// sum_i a[i] * b[i * STEP]: float partial sums in vector lanes (`omp simd` allows exactly this
+// reordering), returned in double. Callers keep n to one row, so float partials stay accurate.
 template <int STEP>
 double dot_lanes(const float* __restrict a, const float* __restrict b, int64_t n) {
-  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) lane[k] += a[i + k] * b[(i + k) * STEP];
-  double s = 0.0;
-  for (int k = 0; k < 8; ++k) s += lane[k];
-  for (; i < n; ++i) s += static_cast<double>(a[i]) * b[i * STEP];
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i * STEP];
   return s;
 }
 
