@@ -104,25 +104,27 @@ def main():
     # 3, 4. timed training steps
     for _ in range(args.warmup):
         train_step()
-    step, fwd, bwd, adam = [], [], [], []
+    step, fwd, bwd, adam, step_cpu = [], [], [], [], []
     for _ in range(args.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         train_step()
         step.append(time.perf_counter() - t0)
+        step_cpu.append(time.process_time() - c0)
         fwd.append(phase["forward"]), bwd.append(phase["backward"]), adam.append(phase["adam"])
     # 5. the training process's peak
     train_rss = peak_rss_mib()
 
     # 6. inference
     model.eval()
-    infer = []
+    infer, infer_cpu = [], []
     with torch.no_grad():
         for _ in range(args.warmup):
             model(x)
         for _ in range(args.steps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             model(x)
             infer.append(time.perf_counter() - t0)
+            infer_cpu.append(time.process_time() - c0)
 
     med = statistics.median
     ms = lambda v: 1e3 * v  # noqa: E731
@@ -132,6 +134,7 @@ def main():
           f"train_step_ms={ms(med(step)):.2f} train_mean_ms={ms(statistics.mean(step)):.2f} "
           f"forward_ms={ms(med(fwd)):.2f} backward_ms={ms(med(bwd)):.2f} adam_ms={ms(med(adam)):.2f} "
           f"infer_step_ms={ms(med(infer)):.2f} infer_mean_ms={ms(statistics.mean(infer)):.2f} "
+          f"train_cpu_ms={ms(med(step_cpu)):.2f} infer_cpu_ms={ms(med(infer_cpu)):.2f} "
           f"peak_rss_mib={train_rss:.1f} base_rss_mib={base_rss:.1f} "
           f"loss_first={losses[0]:.4f} loss_last={losses[-1]:.4f}")
     return 0
