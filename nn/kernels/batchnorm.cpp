@@ -169,6 +169,10 @@ SLEEPNET_MULTIVERSION void slab_affine(const float* __restrict x, const float* _
                                        const float* __restrict beta, float* __restrict y, int64_t n) {
   for (int64_t j = 0; j < n; ++j) y[j] = x[j] * alpha[j] + beta[j];
 }
+SLEEPNET_MULTIVERSION void slab_affine_relu6(const float* __restrict x, const float* __restrict alpha,
+                                             const float* __restrict beta, float* __restrict y, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] = std::min(std::max(x[j] * alpha[j] + beta[j], 0.f), 6.f);
+}
 SLEEPNET_MULTIVERSION void slab_dx(const float* __restrict g, const float* __restrict x, const float* __restrict a,
                                    const float* __restrict b, const float* __restrict c, const float* __restrict mu,
                                    float* __restrict dx, int64_t n) {
@@ -219,6 +223,13 @@ void eval_forward(const char* who, const BatchNormGeom& g, const float* x, const
   float* beta = alpha + g.C;
   eval_coefficients(g, weight, bias, running_mean, running_var, alpha, beta);
   const int64_t C = g.C, HW = g.HW;
+  if (HW < kSlab) {  // small planes: one slab per image, coefficients repeated per pixel
+    const std::vector<float> av = expand(alpha, C, HW), bv = expand(beta, C, HW);
+#pragma omp parallel for schedule(static) if (g.N * g.C * g.HW >= kMinParallel)
+    for (int64_t n = 0; n < g.N; ++n)
+      (kRelu6 ? slab_affine_relu6 : slab_affine)(x + n * C * HW, av.data(), bv.data(), y + n * C * HW, C * HW);
+    return;
+  }
 #pragma omp parallel for schedule(static) if (g.N * g.C * g.HW >= kMinParallel)
   for (int64_t p = 0; p < g.N * C; ++p) affine<kRelu6>(x + p * HW, alpha[p % C], beta[p % C], y + p * HW, HW);
 }
