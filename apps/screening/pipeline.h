@@ -9,7 +9,7 @@
 //   apnea minutes   minutes with p_apnea >= 0.5
 //   hours           sleep hours: 30-s epochs with p_sleep >= 0.5 (without a sleep model: the
 //                   hours of scored windows, "in bed")
-//   raw AHI         apnea minutes / hours
+//   raw AHI         apnea minutes / hours (a count of thresholded minutes: see predict_records)
 //   estimated AHI   max(0, a * raw + b): a line fitted (least squares) on the training records'
 //                   raw AHI against their reference AHI, so that apnea *minutes* per hour map to
 //                   *events* per hour; never fitted on a record it is evaluated on.
@@ -102,6 +102,7 @@ std::vector<SleepEpochRow> predict_sleep_epochs(Models& models, const std::vecto
 // `overwrite`, an unfinished one unless `resume` or `overwrite`, and one of another format version.
 void prepare_run_dir(const std::string& run_dir, const RunConfig& config, bool resume, bool overwrite);
 void save_models(const Models& models, const std::string& run_dir);  // calibration + status: finished
+void write_calibration(const Models& models, const std::string& dir);  // dir/calibration.json
 Models load_models(const std::string& run_dir);
 
 }  // namespace sleepnet::screening

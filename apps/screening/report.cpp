@@ -371,6 +371,7 @@ std::string counts_line(const ReportData& data, const ReportMetrics& m) {
 }
 
 std::string calibration_line(const ReportData& data) {
+  if (!data.calibration && !data.calibration_note.empty()) return "calibration: " + data.calibration_note;
   if (!data.calibration) return "calibration: none (estimated AHI = raw AHI)";
   return fmt::format("calibration (fitted on training records): estimated AHI = {:.4g} x raw AHI {} {:.4g}",
                      data.calibration->slope, data.calibration->intercept < 0 ? "-" : "+",

@@ -92,6 +92,7 @@ struct ReportData {
   double apnea_threshold = 0.5;  // window decision: p_apnea >= threshold
   double sleep_threshold = 0.5;  // epoch decision: p_sleep >= threshold
   std::optional<LinearFit> calibration;  // raw -> estimated AHI, fitted on the training records
+  std::string calibration_note;          // shown instead when there is no single calibration
   std::vector<WindowRow> windows;
   std::vector<SleepEpochRow> sleep_epochs;
   std::vector<RecordRow> records;
