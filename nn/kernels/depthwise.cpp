@@ -232,6 +232,32 @@ SLEEPNET_MULTIVERSION void row_3x3_s2(float* o, const float* r0, const float* r1
   row_3x3<2>(o, r0, r1, r2, w, b, n);
 }
 
+// The nine dot products of one dy row g with the taps of three plane rows (tap kw of output i at
+// r[i*STEP + kw]), added to acc[9] in double; one pass over g, float partials in vector lanes.
+template <int STEP>
+inline void dw_row_3x3(const float* __restrict g, const float* __restrict r0, const float* __restrict r1,
+                       const float* __restrict r2, int64_t n, double* acc) {
+  float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0, a8 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7, a8)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t j = i * STEP;
+    const float gi = g[i];
+    a0 += gi * r0[j], a1 += gi * r0[j + 1], a2 += gi * r0[j + 2];
+    a3 += gi * r1[j], a4 += gi * r1[j + 1], a5 += gi * r1[j + 2];
+    a6 += gi * r2[j], a7 += gi * r2[j + 1], a8 += gi * r2[j + 2];
+  }
+  acc[0] += a0, acc[1] += a1, acc[2] += a2, acc[3] += a3, acc[4] += a4;
+  acc[5] += a5, acc[6] += a6, acc[7] += a7, acc[8] += a8;
+}
+SLEEPNET_MULTIVERSION void dw_row_3x3_s1(const float* g, const float* r0, const float* r1, const float* r2,
+                                         int64_t n, double* acc) {
+  dw_row_3x3<1>(g, r0, r1, r2, n, acc);
+}
+SLEEPNET_MULTIVERSION void dw_row_3x3_s2(const float* g, const float* r0, const float* r1, const float* r2,
+                                         int64_t n, double* acc) {
+  dw_row_3x3<2>(g, r0, r1, r2, n, acc);
+}
+
 // t[i] += w * g[i]: one tap of the backward-data scatter.
 SLEEPNET_MULTIVERSION void axpy(float* __restrict t, const float* __restrict g, float w, int64_t n) {
   for (int64_t i = 0; i < n; ++i) t[i] += w * g[i];
@@ -544,12 +570,18 @@ void depthwise_backward_weight(const Conv2dGeom& g, const float* x, const float*
         fill_plane(g, x + (n * C + c) * HW, P);
         const float* gp = dy + (n * C + c) * OH * OW;
         // Formula (2): for each output row and tap, a dot product of the dy row with the tap's
-        // contiguous plane row (padding contributes zeros).
-        for (int64_t oh = 0; oh < OH; ++oh)
+        // plane row (padding contributes zeros). 3x3: all nine in one pass over the dy row.
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          if (KH == 3 && KW == 3 && (P.step == 1 || P.step == 2)) {
+            (P.step == 1 ? dw_row_3x3_s1 : dw_row_3x3_s2)(gp + oh * OW, P.tap(g.SH, oh, 0, 0), P.tap(g.SH, oh, 1, 0),
+                                                          P.tap(g.SH, oh, 2, 0), OW, acc.data());
+            continue;
+          }
           for (int64_t kh = 0; kh < KH; ++kh)
             for (int64_t kw = 0; kw < KW; ++kw)
               acc[static_cast<size_t>(kh * KW + kw)] +=
                   dot_lanes(gp + oh * OW, P.tap(g.SH, oh, kh, kw), OW, P.step);
+        }
       }
       for (int64_t k = 0; k < KH * KW; ++k) dw[c * KH * KW + k] = static_cast<float>(acc[static_cast<size_t>(k)]);
     }
