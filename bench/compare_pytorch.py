@@ -48,9 +48,28 @@ def parse_result(out, what):
     raise RuntimeError(f"{what}: no 'result' line in its output:\n{out}")
 
 
-def run(cmd, what):
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def git_version():
+    try:
+        return subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def run(cmd, what, env=None):
     t0 = time.time()
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"{what} failed (exit {p.returncode}): {' '.join(cmd)}\n{p.stdout}{p.stderr}")
     r = parse_result(p.stdout, what)
@@ -68,6 +87,8 @@ def main():
     ap.add_argument("--configs", default="a,b,c", help="comma-separated, from a,b,c,s")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="CMake build directory")
     ap.add_argument("--python", default="/usr/bin/python3", help="interpreter that has torch and torchvision")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra environment for the sleepnet runs only (repeatable), e.g. OPENBLAS_CORETYPE=SkylakeX")
     args = ap.parse_args()
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     bad = [c for c in configs if c not in DEFAULT_STEPS]
@@ -79,8 +100,16 @@ def main():
     if not os.access(exe, os.X_OK):
         ap.error(f"--build: {exe} not found; build it with: cmake --build {args.build} --target e2e_main")
     torch_script = os.path.join(HERE, "torch_e2e.py")
+    sleepnet_env = dict(os.environ)
+    for kv in args.env:
+        if "=" not in kv:
+            ap.error(f"--env: expected KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        sleepnet_env[k] = v
 
-    print(f"# threads={args.threads} rounds={args.rounds} nproc={os.cpu_count()} "
+    print(f"# {cpu_model()}, nproc={os.cpu_count()}; sleepnet {git_version()} ({exe})"
+          + (f"; sleepnet env: {' '.join(args.env)}" if args.env else ""))
+    print(f"# threads={args.threads} rounds={args.rounds} "
           f"loadavg_at_start={' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     results = {}  # config -> impl -> list of result dicts
     for c in configs:
@@ -92,7 +121,8 @@ def main():
         for r in range(args.rounds):
             order = ["sleepnet", "pytorch"] if r % 2 == 0 else ["pytorch", "sleepnet"]
             for impl in order:
-                res = run(cmds[impl], f"{impl} config={c} round {r + 1}")
+                res = run(cmds[impl], f"{impl} config={c} round {r + 1}",
+                          sleepnet_env if impl == "sleepnet" else None)
                 results[c][impl].append(res)
                 print(f"# config={c} round={r + 1} {impl}: train {res['train_samples_per_s']}/s "
                       f"infer {res['infer_samples_per_s']}/s peak {res['peak_rss_mib']} MiB "
@@ -101,7 +131,7 @@ def main():
 
     med = {c: {impl: {} for impl in results[c]} for c in configs}
     keys = ["train_samples_per_s", "infer_samples_per_s", "peak_rss_mib", "base_rss_mib",
-            "forward_ms", "backward_ms", "adam_ms", "infer_step_ms"]
+            "forward_ms", "backward_ms", "adam_ms", "train_cpu_ms", "infer_step_ms"]
     for c in configs:
         for impl, runs in results[c].items():
             for k in keys:
@@ -112,16 +142,17 @@ def main():
     print()
     print(f"medians over {args.rounds} rounds, {args.threads} threads "
           "(samples/s from each run's median step; memory: peak RSS of the training process, MiB)")
-    head = (f"{'config':<22} {'impl':<9} {'train/s':>8} {'(range)':>13} {'infer/s':>8} {'fwd ms':>8} "
-            f"{'bwd ms':>8} {'adam ms':>8} {'peak MiB':>9} {'base MiB':>9}")
+    print("(fwd/bwd/adam: wall ms per phase of a training step; cpu: CPU ms of a step, all threads)")
+    head = (f"{'config':<22} {'impl':<9} {'train/s':>8} {'(range)':>13} {'infer/s':>8} {'fwd ms':>7} "
+            f"{'bwd ms':>7} {'adam ms':>7} {'cpu ms':>7} {'peak MiB':>9} {'base MiB':>9}")
     print(head)
     print("-" * len(head))
     for c in configs:
         for impl in ("sleepnet", "pytorch"):
             m = med[c][impl]
             print(f"{c + ' ' + DESCRIPTION[c]:<22} {impl:<9} {m['train_samples_per_s']:>8.2f} "
-                  f"{m['train_range']:>13} {m['infer_samples_per_s']:>8.2f} {m['forward_ms']:>8.1f} "
-                  f"{m['backward_ms']:>8.1f} {m['adam_ms']:>8.1f} {m['peak_rss_mib']:>9.1f} "
+                  f"{m['train_range']:>13} {m['infer_samples_per_s']:>8.2f} {m['forward_ms']:>7.1f} "
+                  f"{m['backward_ms']:>7.1f} {m['adam_ms']:>7.1f} {m['train_cpu_ms']:>7.1f} {m['peak_rss_mib']:>9.1f} "
                   f"{m['base_rss_mib']:>9.1f}")
     print()
     for c in configs:

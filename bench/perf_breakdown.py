@@ -48,7 +48,7 @@ def samples(path):
             if tid is not None:
                 yield tid, t, frames
             tid, frames = None, []
-        elif not line.startswith((" ", "\t")):
+        elif not line.startswith("\t"):  # a sample's header: "<tid> <time>:"; its frames follow, indented by a tab
             head = line.split()
             tid, t, frames = head[0], float(head[1].rstrip(":")), []
         else:
