@@ -77,7 +77,7 @@ SLEEPNET_MULTIVERSION void shifted_moments(const float* __restrict p, int64_t n,
   constexpr int64_t kBlock = 512;
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t e = std::min(n, b + kBlock);
-    float a = 0.f, q = 0.f;
+    simd_acc a = 0, q = 0;
 #pragma omp simd reduction(+ : a, q)
     for (int64_t i = b; i < e; ++i) {
       const float d = p[i] - k;
@@ -94,7 +94,7 @@ SLEEPNET_MULTIVERSION void grad_sums(const float* __restrict gp, const float* __
   constexpr int64_t kBlock = 512;
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t e = std::min(n, b + kBlock);
-    float a = 0.f, q = 0.f;
+    simd_acc a = 0, q = 0;
 #pragma omp simd reduction(+ : a, q)
     for (int64_t i = b; i < e; ++i) {
       a += gp[i];

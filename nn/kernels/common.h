@@ -60,6 +60,14 @@ class BlasThreads {
 // valid until the same thread asks the same slot for more. slot is 0 or 1.
 float* scratch(int slot, int64_t n);
 
+// Partial sums inside `omp simd` reductions: float vector lanes when OpenMP vectorizes them.
+// Without OpenMP the pragma is ignored and the loop runs in order, so it accumulates in double.
+#ifdef _OPENMP
+using simd_acc = float;
+#else
+using simd_acc = double;
+#endif
+
 // Sum of n floats: float partial sums over blocks of 512 in vector lanes (`omp simd` allows
 // exactly this reordering; without OpenMP the loop is plain), blocks added in double. The result
 // does not depend on the thread count.
@@ -67,7 +75,7 @@ inline double sum_lanes(const float* __restrict p, int64_t n) {
   double s = 0.0;
   for (int64_t b = 0; b < n; b += 512) {
     const int64_t e = b + 512 < n ? b + 512 : n;
-    float a = 0.f;
+    simd_acc a = 0;
 #pragma omp simd reduction(+ : a)
     for (int64_t i = b; i < e; ++i) a += p[i];
     s += a;

@@ -68,7 +68,7 @@ void check_depthwise(const Conv2dGeom& g, const char* who) {
 // reordering), returned in double. Callers keep n to one row, so float partials stay accurate.
 template <int STEP>
 double dot_lanes(const float* __restrict a, const float* __restrict b, int64_t n) {
-  float s = 0.f;
+  simd_acc s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i * STEP];
   return s;
@@ -237,7 +237,7 @@ SLEEPNET_MULTIVERSION void row_3x3_s2(float* o, const float* r0, const float* r1
 template <int STEP>
 inline void dw_row_3x3(const float* __restrict g, const float* __restrict r0, const float* __restrict r1,
                        const float* __restrict r2, int64_t n, double* acc) {
-  float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0, a8 = 0;
+  simd_acc a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0, a8 = 0;
 #pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7, a8)
   for (int64_t i = 0; i < n; ++i) {
     const int64_t j = i * STEP;
