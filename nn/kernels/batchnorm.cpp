@@ -71,10 +71,10 @@ void check_pointers(const char* who, std::initializer_list<const void*> ptrs) {
 }
 
 // Shifted sums over n values: s1 += sum (p - k), s2 += sum (p - k)^2. Float partial sums over
-// blocks of 512 values (`omp simd` lets the compiler keep them in vector lanes: it may reorder
+// blocks of 64 values (`omp simd` lets the compiler keep them in vector lanes: it may reorder
 // these additions and no others), each block added into double: accurate for any n.
 SLEEPNET_MULTIVERSION void shifted_moments(const float* __restrict p, int64_t n, float k, double& s1, double& s2) {
-  constexpr int64_t kBlock = 512;
+  constexpr int64_t kBlock = 64;  // short enough that even an in-order float sum stays accurate
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t e = std::min(n, b + kBlock);
     simd_acc a = 0, q = 0;
@@ -91,7 +91,7 @@ SLEEPNET_MULTIVERSION void shifted_moments(const float* __restrict p, int64_t n,
 // sg += sum g, sgd += sum g * (x - mu), same blocking as above.
 SLEEPNET_MULTIVERSION void grad_sums(const float* __restrict gp, const float* __restrict xp, int64_t n, float mu,
                                      double& sg, double& sgd) {
-  constexpr int64_t kBlock = 512;
+  constexpr int64_t kBlock = 64;  // short enough that even an in-order float sum stays accurate
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t e = std::min(n, b + kBlock);
     simd_acc a = 0, q = 0;

@@ -68,13 +68,13 @@ using simd_acc = float;
 using simd_acc = double;
 #endif
 
-// Sum of n floats: float partial sums over blocks of 512 in vector lanes (`omp simd` allows
+// Sum of n floats: float partial sums over blocks of 128 in vector lanes (`omp simd` allows
 // exactly this reordering; without OpenMP the loop is plain), blocks added in double. The result
 // does not depend on the thread count.
 inline double sum_lanes(const float* __restrict p, int64_t n) {
   double s = 0.0;
-  for (int64_t b = 0; b < n; b += 512) {
-    const int64_t e = b + 512 < n ? b + 512 : n;
+  for (int64_t b = 0; b < n; b += 128) {
+    const int64_t e = b + 128 < n ? b + 128 : n;
     simd_acc a = 0;
 #pragma omp simd reduction(+ : a)
     for (int64_t i = b; i < e; ++i) a += p[i];
