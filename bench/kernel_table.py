@@ -25,6 +25,7 @@ from collections import defaultdict
 
 
 TIME_KEY = "real_time"
+ERRORS = []
 
 
 def load(paths):
@@ -36,6 +37,7 @@ def load(paths):
         for b in data.get("benchmarks", []):
             if b.get("error_occurred"):
                 print(f"ERROR {b['name']}: {b.get('error_message', '')}", file=sys.stderr)
+                ERRORS.append(b["name"])
                 continue
             if b.get("run_type", "iteration") != "iteration":
                 continue
@@ -120,6 +122,9 @@ def main(argv):
         wf = worst[1][worst[3]] / worst[2][worst[3]]
         print(f"| {f} | {cfg} | {len(items)} | {kt * 1e3:.2f} | {yt * 1e3:.2f} | {yt / kt:.0%} | "
               f"{wf:.0%} {worst[0]} |")
+    if ERRORS:  # a kernel that disagreed with its _ref (or failed) was not timed
+        print(f"{len(ERRORS)} benchmark(s) reported errors (see ERROR lines)", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -27,6 +27,7 @@ if [ ${#progs[@]} -eq 0 ]; then
 fi
 start=$(date +%s)
 kernel_json=()
+failed=()
 for prog in "${progs[@]}"; do
   [ -x "$prog" ] && [ -f "$prog" ] || continue
   name=$(basename "$prog")
@@ -37,18 +38,26 @@ for prog in "${progs[@]}"; do
       json="$out/$name.$i.json"
       echo "=== $name $args"
       # shellcheck disable=SC2086
-      "$prog" $args --benchmark_min_time="$MIN_TIME" --benchmark_repetitions="$REPS" \
-        --benchmark_out="$json" --benchmark_out_format=json
-      kernel_json+=("$json")
+      if "$prog" $args --benchmark_min_time="$MIN_TIME" --benchmark_repetitions="$REPS" \
+        --benchmark_out="$json" --benchmark_out_format=json; then
+        kernel_json+=("$json")
+      else
+        failed+=("$name $args")
+      fi
       i=$((i + 1))
     done
   else
     echo "=== $name"
-    "$prog" --benchmark_min_time="$MIN_TIME" --benchmark_out="$out/$name.json" --benchmark_out_format=json
+    "$prog" --benchmark_min_time="$MIN_TIME" --benchmark_out="$out/$name.json" --benchmark_out_format=json ||
+      failed+=("$name")
   fi
 done
 if [ ${#kernel_json[@]} -gt 0 ]; then
   echo "=== kernels as fractions of their yardsticks (sgemm on the same GEMMs; memcpy of the same bytes)"
-  python3 "$here/kernel_table.py" "${kernel_json[@]}"
+  python3 "$here/kernel_table.py" "${kernel_json[@]}" || failed+=("kernel_table.py: errors above")
 fi
 echo "run_all.sh: $(( $(date +%s) - start )) s, results in $out"
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'run_all.sh: FAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
