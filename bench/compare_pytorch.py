@@ -59,6 +59,22 @@ def cpu_model():
     return "unknown"
 
 
+def cpu_busy(seconds=1.0):
+    """Share of the machine's CPU time that other processes use, measured over `seconds` of
+    /proc/stat before a configuration starts (the load average lags by a minute or more)."""
+    def read():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[3] + v[4], sum(v)  # idle + iowait, total
+    try:
+        i0, t0 = read()
+        time.sleep(seconds)
+        i1, t1 = read()
+        return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+    except OSError:
+        return float("nan")
+
+
 def git_version():
     try:
         return subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
@@ -118,6 +134,7 @@ def main():
                   "--check-steps", str(DEFAULT_CHECK[c])]
         cmds = {"sleepnet": [exe] + common, "pytorch": [args.python, torch_script] + common}
         results[c] = {"sleepnet": [], "pytorch": []}
+        print(f"# config={c}: CPU busy with other work just before: {100 * cpu_busy():.0f}%", flush=True)
         for r in range(args.rounds):
             order = ["sleepnet", "pytorch"] if r % 2 == 0 else ["pytorch", "sleepnet"]
             for impl in order:

@@ -18,6 +18,9 @@ Usage (the program should be built with -fno-omit-frame-pointer; see bench/READM
   perf record -F 997 -g -k CLOCK_MONOTONIC -o a.data -- \
       build-prof/bench/e2e_main --config a --threads 2 --only train --trace a.trace
   bench/perf_breakdown.py a.data a.trace [--top 25] [--steps-only]
+
+Percentages are shares of the CPU time sampled (all threads), so on two threads OpenMP spin-waiting
+shows up as CPU time of the OpenMP runtime.
 """
 import argparse
 import bisect
@@ -39,25 +42,26 @@ MALLOC = re.compile(r"malloc|free|_int_|aligned_alloc|memalign|operator new|oper
 
 
 def samples(path):
-    """Yields (tid, time, frames) with frames = [(sym, dso)] leaf first."""
-    p = subprocess.run([PERF, "script", "-i", path, "-F", "tid,time,ip,sym,dso"], stdout=subprocess.PIPE,
+    """Yields (tid, time, period, frames) with frames = [(sym, dso)] leaf first. With the default
+    event (cpu-clock) the period is the sample's CPU time in ns."""
+    p = subprocess.run([PERF, "script", "-i", path, "-F", "tid,time,period,ip,sym,dso"], stdout=subprocess.PIPE,
                        stderr=subprocess.DEVNULL, text=True, errors="replace")
-    tid, t, frames = None, 0.0, []
+    tid, t, period, frames = None, 0.0, 0, []
     for line in p.stdout.splitlines():
         if not line.strip():
             if tid is not None:
-                yield tid, t, frames
+                yield tid, t, period, frames
             tid, frames = None, []
         elif not line.startswith("\t"):  # a sample's header: "<tid> <time>:"; its frames follow, indented by a tab
             head = line.split()
-            tid, t, frames = head[0], float(head[1].rstrip(":")), []
+            tid, t, period, frames = head[0], float(head[1].rstrip(":")), int(head[2]), []
         else:
             m = re.match(r"\s*[0-9a-f]+ (.*) \((.*)\)$", line)
             if m:
                 sym = re.sub(r"\+0x[0-9a-f]+$", "", m.group(1))
                 frames.append((sym, m.group(2).rsplit("/", 1)[-1]))
     if tid is not None:
-        yield tid, t, frames
+        yield tid, t, period, frames
 
 
 def helper_files():
@@ -166,42 +170,56 @@ def main():
         sys.exit(f"perf_breakdown.py: no samples in {args.data}")
     spans = read_trace(args.trace)
     starts = [s[0] for s in spans]
-    tids = collections.Counter(tid for tid, _, _ in all_samples)
+    # Counters below hold CPU ns (the samples' periods), so percentages are shares of CPU time.
     by_phase, by_bucket, by_phase_bucket = collections.Counter(), collections.Counter(), collections.Counter()
     by_thread, by_group = collections.Counter(), collections.Counter()
-    for tid, t, frames in all_samples:
+    for tid, t, period, frames in all_samples:
         ph = phase_of(t, spans, starts)
         if args.steps_only and ph.startswith("outside"):
             continue
-        by_thread[tid] += 1
+        by_thread[tid] += period
         b = classify(frames)
-        by_phase[ph] += 1
-        by_bucket[b] += 1
-        by_group[group_of(b)] += 1
-        by_phase_bucket[(ph, b)] += 1
+        by_phase[ph] += period
+        by_bucket[b] += period
+        by_group[group_of(b)] += period
+        by_phase_bucket[(ph, b)] += period
     total = sum(by_phase.values())
-    print(f"{args.data}: {total} samples" + (" within the traced steps" if args.steps_only else "")
-          + "; per thread: " + ", ".join(f"{100 * n / total:.1f}%" for _, n in by_thread.most_common()))
-    print("\nby phase:")
+    if not total:
+        sys.exit(f"perf_breakdown.py: no samples to count in {args.data}")
+    # CPU ms per step: a training step is one forward + backward + adam span, an inference one span.
+    n_spans = collections.Counter(ph for _, _, ph in spans)
+    n_steps = max(n_spans.get("forward", 0), n_spans.get("inference", 0)) or 1
+    print(f"{args.data}: {len(all_samples)} samples, {total / 1e6:.0f} ms of CPU"
+          + (" within the traced steps" if args.steps_only else "") + f" ({n_steps} steps"
+          + (f", {total / 1e6 / n_steps:.1f} ms per step" if args.steps_only else "") + "); per thread: "
+          + ", ".join(f"{100 * n / total:.1f}%" for _, n in by_thread.most_common()))
+    print("\nby phase (% of CPU time, CPU ms per step):")
     for ph, n in by_phase.most_common():
-        print(f"  {100 * n / total:6.2f}%  {ph}")
-    print("\nby kernel file / overhead:")
+        per = f"{n / 1e6 / n_spans[ph]:8.1f} ms" if n_spans.get(ph) else " " * 11
+        print(f"  {100 * n / total:6.2f}% {per}  {ph}")
+    def line(n, name, indent="  "):
+        print(f"{indent}{100 * n / total:6.2f}% {n / 1e6 / n_steps:8.2f} ms  {name}")
+
+    print("\nby kernel file / overhead (% of CPU time, CPU ms per step):")
     for g, n in by_group.most_common():
         if 100 * n / total >= 0.1:
-            print(f"  {100 * n / total:6.2f}%  {g}")
+            line(n, g)
     print(f"\nby kernel / overhead (top {args.top}):")
     for b, n in by_bucket.most_common(args.top):
-        print(f"  {100 * n / total:6.2f}%  {b}")
+        line(n, b)
     rest = total - sum(n for _, n in by_bucket.most_common(args.top))
     if rest:
-        print(f"  {100 * rest / total:6.2f}%  (the rest)")
+        line(rest, "(the rest)")
     print("\nby phase, top 8 each:")
     for ph, n in by_phase.most_common():
         print(f"  {ph} ({100 * n / total:.1f}%):")
         items = sorted(((c, b) for (p, b), c in by_phase_bucket.items() if p == ph), reverse=True)[:8]
         for c, b in items:
-            print(f"    {100 * c / total:6.2f}%  {b}")
+            line(c, b, "    ")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BrokenPipeError:  # piped into head
+        sys.exit(0)
