@@ -143,10 +143,14 @@ class Checker {
     results_.push_back(c);
   }
 
+  // Declares tensors deliberately not compared (named in the output, never silently).
+  void skip(const std::string& prefix) { skipped_.push_back(prefix); }
+
   // Prints the table and reports failures to gtest.
   void finish() {
     for (const auto& [name, tol] : fx_.tolerances)
-      if (!checked_.count(name)) {
+      if (!checked_.count(name) &&
+          std::none_of(skipped_.begin(), skipped_.end(), [&](const std::string& p) { return name.rfind(p, 0) == 0; })) {
         Comparison c;
         c.name = name, c.ok = false, c.problem = "has a tolerance but the test did not compute it";
         results_.push_back(c);
@@ -179,6 +183,7 @@ class Checker {
   const Fixture& fx_;
   std::set<std::string> checked_;
   std::vector<Comparison> results_;
+  std::vector<std::string> skipped_;
 };
 
 // ---------------------------------------------------------------- config reading
@@ -354,9 +359,18 @@ void run_mobilenet(const Fixture& fx) {
     losses.push_back(loss.item());
   }
   check.compare("loss", Tensor::from_vector(losses, {steps}));
-  for (auto& [name, r] : model.state_dict()) check.compare("final." + name, r.tensor);
-  model.eval();
-  {
+  // final.* and output_eval come after several Adam steps, which turn gradients that are pure
+  // float32 rounding noise into full-size updates: they depend on the order of every float32 sum
+  // (tests/golden/README.md). CI checks them in the Release build and sets this variable in the
+  // builds that sum in other orders (sanitizers, no OpenMP), where step 1 and the losses are still
+  // compared.
+  if (std::getenv("SLEEPNET_PARITY_STEP1_ONLY")) {
+    std::printf("  final.* and output_eval not compared (SLEEPNET_PARITY_STEP1_ONLY is set)\n");
+    check.skip("final.");
+    check.skip("output_eval");
+  } else {
+    for (auto& [name, r] : model.state_dict()) check.compare("final." + name, r.tensor);
+    model.eval();
     NoGradGuard no_grad;
     check.compare("output_eval", model(input));
   }
