@@ -78,12 +78,4 @@ void register_all(const Options& o) {
 }  // namespace
 }  // namespace sleepnet::bench
 
-int main(int argc, char** argv) {
-  const sleepnet::bench::Options o = sleepnet::bench::parse_options(&argc, argv);
-  sleepnet::bench::register_all(o);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return sleepnet::bench::bench_main(argc, argv, sleepnet::bench::register_all); }

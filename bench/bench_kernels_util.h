@@ -217,4 +217,15 @@ inline std::string tag(int64_t size, int64_t batch, int64_t threads) {
   return std::to_string(size) + "/b" + std::to_string(batch) + "/t" + std::to_string(threads);
 }
 
+// The main() of every kernel benchmark program: our options first, then Google Benchmark's.
+inline int bench_main(int argc, char** argv, void (*register_all)(const Options&)) {
+  const Options o = parse_options(&argc, argv);
+  register_all(o);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
 }  // namespace sleepnet::bench
