@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "tensor/tensor.h"  // sleepnet::Error
 
@@ -34,6 +35,13 @@ namespace sleepnet::kernels {
 
 inline void require(bool cond, const char* where, const std::string& what) {
   if (!cond) throw Error(std::string(where) + ": " + what);
+}
+// The same, with the message built only on failure: for checks that run on every call of a hot
+// kernel (sgemm is called once per image and group).
+template <class MakeWhat>
+  requires std::is_invocable_r_v<std::string, MakeWhat>
+inline void require(bool cond, const char* where, MakeWhat&& what) {
+  if (!cond) throw Error(std::string(where) + ": " + what());
 }
 
 // Number of threads an `omp parallel` region would use here (1 without OpenMP).

@@ -14,20 +14,20 @@ namespace sleepnet::kernels {
 
 static void check_gemm_args(const char* who, bool trans_a, bool trans_b, int64_t M, int64_t N,
                             int64_t K, int64_t lda, int64_t ldb, int64_t ldc) {
-  require(M >= 0 && N >= 0 && K >= 0, who,
-          "M, N, K must be >= 0, got " + std::to_string(M) + ", " + std::to_string(N) + ", " +
-              std::to_string(K));
+  require(M >= 0 && N >= 0 && K >= 0, who, [&] {
+    return "M, N, K must be >= 0, got " + std::to_string(M) + ", " + std::to_string(N) + ", " + std::to_string(K);
+  });
   require(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX &&
               ldc <= INT_MAX,
           who, "sizes must fit OpenBLAS's 32-bit int");
   const int64_t min_lda = trans_a ? M : K;
   const int64_t min_ldb = trans_b ? K : N;
   require(lda >= (min_lda > 1 ? min_lda : 1), who,
-          "lda = " + std::to_string(lda) + " must be >= " + std::to_string(min_lda));
+          [&] { return "lda = " + std::to_string(lda) + " must be >= " + std::to_string(min_lda); });
   require(ldb >= (min_ldb > 1 ? min_ldb : 1), who,
-          "ldb = " + std::to_string(ldb) + " must be >= " + std::to_string(min_ldb));
+          [&] { return "ldb = " + std::to_string(ldb) + " must be >= " + std::to_string(min_ldb); });
   require(ldc >= (N > 1 ? N : 1), who,
-          "ldc = " + std::to_string(ldc) + " must be >= N = " + std::to_string(N));
+          [&] { return "ldc = " + std::to_string(ldc) + " must be >= N = " + std::to_string(N); });
 }
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
