@@ -371,7 +371,7 @@ TEST(Report, SvgFilesAreWellFormedAndHoldTheirElements) {
 
   const std::string loss = read_text(dir.path() / "loss_apnea_fold_1.svg");
   EXPECT_EQ(count_of(loss, "<polyline"), 2u);
-  EXPECT_NE(loss.find("best epoch 2"), std::string::npos);  // lowest val_loss 0.14
+  EXPECT_NE(loss.find("lowest val loss: epoch 2"), std::string::npos);  // lowest val_loss 0.14
   EXPECT_NE(loss.find(">epoch<"), std::string::npos);
 }
 

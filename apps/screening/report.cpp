@@ -194,7 +194,7 @@ std::vector<Plot> make_plots(const ReportData& data, const ReportMetrics& m) {
     spec.series = {train, val};
     if (best_epoch >= 0) {
       spec.marker_x = best_epoch;
-      spec.marker_label = fmt::format("best epoch {}", best_epoch);
+      spec.marker_label = fmt::format("lowest val loss: epoch {}", best_epoch);  // (the trainer keeps the best val AUC)
     }
     out.push_back({"loss_" + slug + ".svg", "Training and validation loss per epoch (" + log.name + ")",
                    plots::line_plot(spec)});
