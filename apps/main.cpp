@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cmath>
 #include <exception>
 #include <filesystem>
@@ -25,6 +26,7 @@
 #include "autograd/ops.h"
 #include "data/info.h"
 #include "data/synth.h"
+#include "nn/kernels/blas_core.h"
 #include "nn/summary.h"
 
 using namespace sleepnet;
@@ -176,6 +178,7 @@ int cmd_evaluate(const std::string& run, const std::string& data_dir, const std:
 }  // namespace
 
 int main(int argc, char** argv) {
+  sleepnet::kernels::select_blas_core(argv);  // OpenBLAS's kernels for this CPU (re-executes once)
   CLI::App app{"sleepnet: home sleep-apnea screening with MobileNetV2, written from scratch"};
   app.require_subcommand(1);
 
@@ -268,6 +271,9 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, [](int) { request_stop(); });
   std::signal(SIGTERM, [](int) { request_stop(); });
   try {
+    if (*main_cmd || *train_cmd || *cv_cmd)
+      fmt::print(stderr, "OpenBLAS kernels: {}{}\n", sleepnet::kernels::blas_core_name(),
+                 std::getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE)" : "");
     if (*main_cmd) {
       auto t0 = std::chrono::steady_clock::now();
       int rc = run_main_job(main_flags.resolve(), main_out, main_folds, main_fold);

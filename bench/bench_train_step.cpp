@@ -21,6 +21,7 @@
 #endif
 
 #include "nn/functional.h"
+#include "nn/kernels/blas_core.h"
 #include "nn/mobilenet.h"
 #include "nn/summary.h"
 #include "optim/adam.h"
@@ -116,6 +117,7 @@ void train_step(benchmark::State& state, Config c) {
 
 int main(int argc, char** argv) {
   using namespace sleepnet;
+  kernels::select_blas_core(argv);  // as the app does: OpenBLAS's kernels for this CPU
   const Config full{1.0, 32, 64};
   check_learns(full);
   benchmark::RegisterBenchmark("train_step/mobilenet_v2_w1.0/1x64x64/batch32", train_step, full)

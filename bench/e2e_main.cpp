@@ -51,6 +51,7 @@
 
 #include "autograd/engine.h"
 #include "nn/functional.h"
+#include "nn/kernels/blas_core.h"
 #include "nn/mobilenet.h"
 #include "optim/adam.h"
 
@@ -122,6 +123,7 @@ void set_threads(int t) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sleepnet::kernels::select_blas_core(argv);  // as the app does: OpenBLAS's kernels for this CPU
   CLI::App app{"sleepnet MobileNetV2 end to end: training steps and inference, one configuration"};
   std::string config_name = "a";
   int threads = 2, steps = 10, warmup = 1, check_steps = 5;
@@ -252,11 +254,11 @@ int main(int argc, char** argv) {
       "train_samples_per_s=%.2f infer_samples_per_s=%.2f train_step_ms=%.2f train_mean_ms=%.2f "
       "forward_ms=%.2f backward_ms=%.2f adam_ms=%.2f infer_step_ms=%.2f infer_mean_ms=%.2f "
       "train_cpu_ms=%.2f infer_cpu_ms=%.2f "
-      "peak_rss_mib=%.1f base_rss_mib=%.1f loss_first=%.4f loss_last=%.4f\n",
+      "peak_rss_mib=%.1f base_rss_mib=%.1f loss_first=%.4f loss_last=%.4f blas_core=%s\n",
       config_name.c_str(), c.width, static_cast<long long>(c.channels), static_cast<long long>(c.size),
       static_cast<long long>(c.size), static_cast<long long>(c.batch), threads, steps, 1e3 * n / train_med,
       1e3 * n / infer_med, train_med, mean(step_ms), median(f_ms), median(b_ms), median(a_ms), infer_med,
       mean(infer_ms), median(step_cpu_ms), median(infer_cpu_ms), train_rss, base_rss, losses.empty() ? kNaN : losses.front(),
-      losses.empty() ? kNaN : losses.back());
+      losses.empty() ? kNaN : losses.back(), sleepnet::kernels::blas_core_name().c_str());
   return 0;
 }
