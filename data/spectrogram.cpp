@@ -248,10 +248,12 @@ std::string SpectrogramSettings::to_string() const {
   return fmt::format(
       "{} context_s={} series_fs_hz={} interp={} stft_window_s={} overlap={} nfft={} detrend={} "
       "f_min_hz={} f_max_hz={} log_frequency={} height={} width={} log_scale={} log_floor_rel={} "
-      "normalization={} amplitude_channel={} max_gap_s={}",
+      "normalization={} amplitude_channel={} max_gap_s={}{}",
       kVersion, context_s, series_fs_hz, interp_name, stft_window_s, overlap, nfft,
       detrend == Detrend::Constant ? "constant" : "linear", f_min_hz, f_max_hz, int(log_frequency),
-      height, width, int(log_scale), log_floor_rel, norm_name, int(amplitude_channel), max_gap_s);
+      height, width, int(log_scale), log_floor_rel, norm_name, int(amplitude_channel), max_gap_s,
+      // Named only when on, so the images (and cache keys) of every earlier setting stay as they were.
+      level_channel ? " level_channel=1" : "");
 }
 
 uint64_t SpectrogramSettings::hash() const {
@@ -354,6 +356,31 @@ void spectrogram_channel(std::span<const float> series, const SpectrogramSetting
   normalise(out, npix, s.normalization);
 }
 
+void level_channel(std::span<const float> series, const SpectrogramSettings& s, float* out) {
+  const int L = s.frame_samples(), hop = s.hop_samples();
+  const int64_t N = static_cast<int64_t>(series.size());
+  if (N < L) throw Error(fmt::format("level_channel: series of {} samples is shorter than one frame ({})", N, L));
+  require_finite(series, "level_channel");
+  // The frames of spectrogram_channel (same count, same centring) and its time map.
+  const int nf = static_cast<int>(1 + (N - L) / hop);
+  const int64_t start = (N - (L + int64_t(nf - 1) * hop)) / 2;
+  std::vector<double> tedges(s.width + 1);
+  for (int i = 0; i <= s.width; ++i) tedges[i] = -0.5 + double(i) * nf / s.width;
+  AxisMap tmap = axis_map(nf, 0.0, 1.0, tedges);
+  std::vector<double> prefix(N + 1, 0.0), frame_mean(nf);
+  for (int64_t i = 0; i < N; ++i) prefix[i + 1] = prefix[i] + series[i];
+  for (int j = 0; j < nf; ++j) {
+    const int64_t f0 = start + int64_t(j) * hop;
+    frame_mean[j] = (prefix[f0 + L] - prefix[f0]) / L;
+  }
+  for (int c = 0; c < s.width; ++c) {
+    double acc = 0;
+    for (int q = tmap.offset[c]; q < tmap.offset[c + 1]; ++q) acc += tmap.weight[q] * frame_mean[tmap.index[q]];
+    for (int h = 0; h < s.height; ++h) out[size_t(h) * s.width + c] = float(acc);
+  }
+  normalise(out, size_t(s.height) * s.width, s.normalization);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Windows of a record
 // ---------------------------------------------------------------------------------------------
@@ -388,17 +415,18 @@ TFImage tf_image_unchecked(const BeatSeries& beats, double start_s, double durat
   img.coverage = std::clamp(covered / (t1 - t0), 0.0, 1.0);
 
   std::span<const double> ts(t.data() + lo, hi - lo);
-  auto channel = [&](std::span<const float> values, int c) -> bool {
+  auto channel = [&](std::span<const float> values, int c, bool with_level) -> bool {
     bool any = std::any_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
     if (!any) return false;
     std::vector<float> u = resample_uniform(ts, values, t0, s.series_fs_hz, N, s.interp);
     spectrogram_channel(u, s, img.data.data() + npix * c);
+    if (with_level) level_channel(u, s, img.data.data() + npix * s.level_index());
     return true;
   };
-  if (hi > lo) channel(std::span<const float>(beats.rr_s.data() + lo, hi - lo), 0);
+  if (hi > lo) channel(std::span<const float>(beats.rr_s.data() + lo, hi - lo), 0, s.level_channel);
   if (s.amplitude_channel) {
     bool ok = hi > lo && !beats.amp.empty() &&
-              channel(std::span<const float>(beats.amp.data() + lo, hi - lo), 1);
+              channel(std::span<const float>(beats.amp.data() + lo, hi - lo), 1, false);
     img.amplitude_missing = !ok;
   }
   return img;

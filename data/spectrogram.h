@@ -41,7 +41,12 @@
 //
 // Channels: 0 = RR, 1 = R amplitude when `amplitude_channel` (default on). A record without
 // amplitudes (beat annotations only, like the shipped Apnea-ECG .qrs files) gets a zero channel 1
-// and `amplitude_missing = true`, so every image of a run has the same shape.
+// and `amplitude_missing = true`, so every image of a run has the same shape. With
+// `level_channel`, a last channel holds what step 3 removes from every frame: its mean RR
+// (seconds), resized along time exactly like the spectrogram's columns and repeated down every
+// row. The spectrogram shows how heart rate varies; this channel shows how fast the heart beats
+// (higher when awake, a slow swing around apneas), which a per-record normalisation then turns
+// into "faster or slower than this night's usual".
 //
 // Quality: `coverage` is the fraction of the span in which consecutive kept beats are at most
 // `max_gap_s` (default 3 s) apart. A window with no beats at all is not an error: its image is
@@ -86,9 +91,11 @@ struct SpectrogramSettings {
   double log_floor_rel = 1e-6;
   SpecNormalization normalization = SpecNormalization::ZScore;
   bool amplitude_channel = true;   // add the R-amplitude (EDR) channel
+  bool level_channel = false;      // add the heart-rate level channel (mean RR of each frame)
   double max_gap_s = 3.0;          // for `coverage`
 
-  int channels() const { return amplitude_channel ? 2 : 1; }
+  int channels() const { return 1 + (amplitude_channel ? 1 : 0) + (level_channel ? 1 : 0); }
+  int level_index() const { return amplitude_channel ? 2 : 1; }  // its channel, when on
   int frame_samples() const;       // round(stft_window_s * series_fs_hz)
   int hop_samples() const;         // max(1, round(frame_samples * (1 - overlap)))
   int fft_size() const;            // nfft, or its automatic value
@@ -126,5 +133,10 @@ std::vector<TFImage> tf_images(const BeatSeries& beats, std::span<const double> 
 // series must be finite and at least one frame long. out: [height][width].
 void spectrogram_channel(std::span<const float> series, const SpectrogramSettings& settings,
                          float* out);
+
+// The level channel from the same uniform series: the mean of each STFT frame, resized along time
+// as spectrogram_channel resizes its columns, every row equal; normalised per image like the other
+// channels (`normalization`; no log scale). out: [height][width].
+void level_channel(std::span<const float> series, const SpectrogramSettings& settings, float* out);
 
 }  // namespace sleepnet::data

@@ -290,3 +290,48 @@ TEST(Spectrogram, RealApneaMinutesShowCyclicVariation) {
     EXPECT_GT(pa / na, pn / nn + 4.0) << rec << ": apnea " << pa / na << " dB, normal " << pn / nn << " dB";
   }
 }
+
+// The level channel: the heart rate the spectrogram's detrending removes, frame by frame, in the
+// same columns as the spectrogram, equal down every row; off by default and then invisible.
+TEST(Spectrogram, LevelChannelFollowsTheMeanRrOfEachColumn) {
+  // RR 1.0 s for the first 450 s, then 0.7 s: the heart speeds up half-way through the window.
+  BeatSeries b;
+  for (double t = 0.5; t < 900;) {
+    const double rr = t < 450 ? 1.0 : 0.7;
+    t += rr;
+    b.time_s.push_back(t);
+    b.rr_s.push_back(float(rr));
+  }
+  SpectrogramSettings s;
+  s.amplitude_channel = false;
+  s.normalization = SpecNormalization::None;
+  s.height = 8;
+  s.width = 16;
+  EXPECT_EQ(s.to_string().find("level_channel"), std::string::npos);
+  s.level_channel = true;
+  EXPECT_NE(s.to_string().find(" level_channel=1"), std::string::npos);
+  ASSERT_EQ(s.channels(), 2);
+  ASSERT_EQ(s.level_index(), 1);
+  const TFImage img = tf_image(b, 420, 60, s);  // span 240-540 s: the change sits in the middle
+  ASSERT_EQ(img.channels, 2);
+  for (int w = 0; w < img.width; ++w)
+    for (int h = 1; h < img.height; ++h) EXPECT_EQ(img.at(1, h, w), img.at(1, 0, w));
+  // Seconds per beat: 1.0 in the first column (its frames end before 450 s), 0.7 in the last,
+  // falling in between and never outside [0.7, 1.0].
+  EXPECT_NEAR(img.at(1, 0, 0), 1.0, 1e-3);
+  EXPECT_NEAR(img.at(1, 0, img.width - 1), 0.7, 1e-3);
+  for (int w = 1; w < img.width; ++w) {
+    EXPECT_LE(img.at(1, 0, w), img.at(1, 0, w - 1) + 1e-6) << w;
+    EXPECT_GE(img.at(1, 0, w), 0.7 - 1e-3);
+  }
+  // Channel 0 is the same spectrogram with or without the level channel.
+  s.level_channel = false;
+  const TFImage plain = tf_image(b, 420, 60, s);
+  for (int h = 0; h < img.height; ++h)
+    for (int w = 0; w < img.width; ++w) EXPECT_EQ(img.at(0, h, w), plain.at(0, h, w));
+  // With the amplitude channel on, the level channel comes after it.
+  s.level_channel = s.amplitude_channel = true;
+  EXPECT_EQ(s.channels(), 3);
+  EXPECT_EQ(s.level_index(), 2);
+  EXPECT_EQ(tf_image(b, 420, 60, s).channels, 3);
+}

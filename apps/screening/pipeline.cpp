@@ -47,6 +47,7 @@ json spectrogram_json(const data::SpectrogramSettings& s) {
                                 : s.normalization == data::SpecNormalization::ZScore ? "zscore"
                                                                                      : "minmax"},
               {"amplitude_channel", s.amplitude_channel},
+              {"level_channel", s.level_channel},
               {"max_gap_s", s.max_gap_s}};
 }
 
@@ -71,6 +72,7 @@ data::SpectrogramSettings spectrogram_from_json(const json& j) {
                     : n == "zscore" ? data::SpecNormalization::ZScore
                                     : data::SpecNormalization::MinMax;
   s.amplitude_channel = j.at("amplitude_channel");
+  s.level_channel = j.value("level_channel", false);  // absent in runs made before the option
   s.max_gap_s = j.at("max_gap_s");
   return s;
 }
