@@ -276,22 +276,44 @@ std::vector<double> SpectrogramSettings::row_frequencies() const {
 // One channel
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+
+// The STFT frames of a series of N samples (nf frames of L samples, hop apart, centred in the
+// series) and the map from frame index to image column, shared by both kinds of channel.
+struct FrameGrid {
+  int nf = 0;
+  int64_t start = 0;  // first sample of frame 0
+  AxisMap tmap;
+};
+
+FrameGrid frame_grid(std::span<const float> series, const SpectrogramSettings& s, const char* who) {
+  const int L = s.frame_samples(), hop = s.hop_samples();
+  const int64_t N = static_cast<int64_t>(series.size());
+  if (N < L) throw Error(fmt::format("{}: series of {} samples is shorter than one frame ({})", who, N, L));
+  require_finite(series, who);
+  FrameGrid g;
+  g.nf = static_cast<int>(1 + (N - L) / hop);
+  g.start = (N - (L + int64_t(g.nf - 1) * hop)) / 2;
+  std::vector<double> tedges(s.width + 1);
+  for (int i = 0; i <= s.width; ++i) tedges[i] = -0.5 + double(i) * g.nf / s.width;
+  g.tmap = axis_map(g.nf, 0.0, 1.0, tedges);
+  return g;
+}
+
+}  // namespace
+
 void spectrogram_channel(std::span<const float> series, const SpectrogramSettings& s, float* out) {
   const int L = s.frame_samples(), hop = s.hop_samples(), nfft = s.fft_size();
   const int64_t N = static_cast<int64_t>(series.size());
-  if (N < L)
-    throw Error(fmt::format("spectrogram_channel: series of {} samples is shorter than one frame ({})", N, L));
-  require_finite(series, "spectrogram_channel");
-  const int nf = static_cast<int>(1 + (N - L) / hop);
-  const int64_t start = (N - (L + int64_t(nf - 1) * hop)) / 2;  // centre the frames
+  const FrameGrid grid = frame_grid(series, s, "spectrogram_channel");
+  const int nf = grid.nf;
+  const int64_t start = grid.start;
+  const AxisMap& tmap = grid.tmap;
 
-  // Frequency map over bins k at k * fs / nfft, time map over frame indices.
+  // Frequency map over bins k at k * fs / nfft (the time map over frame indices is the grid's).
   const double df = s.series_fs_hz / nfft;
   const int nbins = nfft / 2 + 1;
   AxisMap fmap = axis_map(nbins, 0.0, df, frequency_edges(s));
-  std::vector<double> tedges(s.width + 1);
-  for (int i = 0; i <= s.width; ++i) tedges[i] = -0.5 + double(i) * nf / s.width;
-  AxisMap tmap = axis_map(nf, 0.0, 1.0, tedges);
   int kmin = nbins, kmax = -1;
   for (int k : fmap.index) {
     kmin = std::min(kmin, k);
@@ -359,23 +381,16 @@ void spectrogram_channel(std::span<const float> series, const SpectrogramSetting
 void level_channel(std::span<const float> series, const SpectrogramSettings& s, float* out) {
   const int L = s.frame_samples(), hop = s.hop_samples();
   const int64_t N = static_cast<int64_t>(series.size());
-  if (N < L) throw Error(fmt::format("level_channel: series of {} samples is shorter than one frame ({})", N, L));
-  require_finite(series, "level_channel");
-  // The frames of spectrogram_channel (same count, same centring) and its time map.
-  const int nf = static_cast<int>(1 + (N - L) / hop);
-  const int64_t start = (N - (L + int64_t(nf - 1) * hop)) / 2;
-  std::vector<double> tedges(s.width + 1);
-  for (int i = 0; i <= s.width; ++i) tedges[i] = -0.5 + double(i) * nf / s.width;
-  AxisMap tmap = axis_map(nf, 0.0, 1.0, tedges);
-  std::vector<double> prefix(N + 1, 0.0), frame_mean(nf);
+  const FrameGrid g = frame_grid(series, s, "level_channel");  // spectrogram_channel's frames
+  std::vector<double> prefix(N + 1, 0.0), frame_mean(g.nf);
   for (int64_t i = 0; i < N; ++i) prefix[i + 1] = prefix[i] + series[i];
-  for (int j = 0; j < nf; ++j) {
-    const int64_t f0 = start + int64_t(j) * hop;
+  for (int j = 0; j < g.nf; ++j) {
+    const int64_t f0 = g.start + int64_t(j) * hop;
     frame_mean[j] = (prefix[f0 + L] - prefix[f0]) / L;
   }
   for (int c = 0; c < s.width; ++c) {
     double acc = 0;
-    for (int q = tmap.offset[c]; q < tmap.offset[c + 1]; ++q) acc += tmap.weight[q] * frame_mean[tmap.index[q]];
+    for (int q = g.tmap.offset[c]; q < g.tmap.offset[c + 1]; ++q) acc += g.tmap.weight[q] * frame_mean[g.tmap.index[q]];
     for (int h = 0; h < s.height; ++h) out[size_t(h) * s.width + c] = float(acc);
   }
   normalise(out, size_t(s.height) * s.width, s.normalization);
