@@ -6,13 +6,18 @@
 //     batch-norm is zero whatever the code does);
 //   - optimized kernels against their refs (train, eval, fused eval + ReLU6, backward, eval
 //     backward), with and without affine parameters and running stats, on odd sizes, on every
-//     MobileNetV2 batch-norm shape, and on a large channel with a large mean (accuracy of sums).
+//     MobileNetV2 batch-norm shape, and on a large channel with a large mean (accuracy of sums);
+//   - the fused BN + ReLU6 kernels (train forward, train and eval backward) against their refs on
+//     the same shapes, and against the unfused kernels run in sequence (batchnorm_* then
+//     relu6_forward / relu6_backward of nn/kernels/activation.h), with outputs exactly at the
+//     kinks 0 and 6 (gradient zero there, as PyTorch).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "nn/kernels/activation.h"
 #include "nn/kernels/batchnorm.h"
 #include "nn/kernels/mobilenet_shapes.h"
 #include "tensor/tensor.h"
@@ -141,6 +146,87 @@ TEST(KernelsBatchNorm, BackwardRefMatchesFiniteDifferences) {
   }
 }
 
+// The fused BN + ReLU6 kernels against their refs. The input is scaled (x * 4, spread over several
+// standard deviations) and the bias shifted so that the clamp is hit on both sides.
+void check_fused_against_ref(const BatchNormGeom& g, const std::vector<float>& x0, const std::vector<float>& dy,
+                             const float* wp, const float* bp, bool track, uint64_t seed, const std::string& tag) {
+  const size_t n = x0.size(), C = static_cast<size_t>(g.C);
+  std::vector<float> x(x0);
+  for (float& v : x) v *= 4.f;
+  std::vector<float> b6(C);  // bias 3 +- 1: BN outputs in about [-3, 9] hit both 0 and 6
+  for (size_t c = 0; c < C; ++c) b6[c] = 3.f + (bp ? bp[c] : 0.f);
+  std::vector<float> w6(C);  // weight 2-6 spreads xhat (about +-1.7) past both kinks
+  for (size_t c = 0; c < C; ++c) w6[c] = 4.f * (wp ? wp[c] : 1.f);
+  const float* w = wp ? w6.data() : nullptr;  // no affine: outputs in about [-2, 2], only 0 is hit
+  const float* b = bp ? b6.data() : nullptr;
+
+  std::vector<float> y(n, -9), yr(n), mean(C), meanr(C), inv(C), invr(C);
+  std::vector<float> rm = random_floats(g.C, seed + 6), rv = random_floats(g.C, seed + 7, 0.5f, 2.f);
+  std::vector<float> rmr = rm, rvr = rv;
+  batchnorm_relu6_forward_train(g, x.data(), w, b, y.data(), mean.data(), inv.data(), track ? rm.data() : nullptr,
+                                track ? rv.data() : nullptr);
+  batchnorm_relu6_forward_train_ref(g, x.data(), w, b, yr.data(), meanr.data(), invr.data(),
+                                    track ? rmr.data() : nullptr, track ? rvr.data() : nullptr);
+  // y = x * alpha + beta in float: its rounding error scales with |x * alpha| + |beta| (large
+  // when the mean is large), not with |y|.
+  std::vector<float> y_scale(n);
+  for (int64_t nn = 0; nn < g.N; ++nn)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t i = 0; i < g.HW; ++i) {
+        const size_t j = static_cast<size_t>((nn * g.C + c) * g.HW + i), cc = static_cast<size_t>(c);
+        const double alpha = (w ? w[c] : 1.0) * invr[cc];
+        y_scale[j] = static_cast<float>(std::fabs(alpha * x[j]) + std::fabs((b ? b[c] : 0.0) - alpha * meanr[cc]) + 1);
+      }
+  expect_close(y, yr, y_scale, 1e-6, "fused train y " + tag);
+  expect_close(mean, meanr, max_abs(x), 1e-6, "fused save_mean " + tag);
+  expect_close(inv, invr, testing::abs_of(invr), 1e-6, "fused save_invstd " + tag);
+  expect_close(rm, rmr, max_abs(rmr), 1e-6, "fused running_mean " + tag);
+  expect_close(rv, rvr, testing::abs_of(rvr), 1e-6, "fused running_var " + tag);
+
+  // Backward from the ref's output and statistics. Error scale of dx: as in check_against_ref,
+  // the size of the terms of formula (3), with the masked gradient.
+  std::vector<float> dx(n, -9), dxr(n), dw(C, -9), dwr(C), db(C, -9), dbr(C);
+  batchnorm_relu6_backward(g, x.data(), yr.data(), dy.data(), w, meanr.data(), invr.data(), dx.data(), dw.data(),
+                           db.data());
+  batchnorm_relu6_backward_ref(g, x.data(), yr.data(), dy.data(), w, meanr.data(), invr.data(), dxr.data(),
+                               dwr.data(), dbr.data());
+  const double M = static_cast<double>(g.N * g.HW), sum_scale = std::sqrt(M);
+  std::vector<float> dx_scale(n);
+  for (int64_t nn = 0; nn < g.N; ++nn)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t i = 0; i < g.HW; ++i) {
+        const size_t j = static_cast<size_t>((nn * g.C + c) * g.HW + i), cc = static_cast<size_t>(c);
+        const double r = invr[cc], xhat = std::fabs((x[j] - meanr[cc]) * r);
+        dx_scale[j] = static_cast<float>((w ? std::fabs(w[c]) : 1.0) * r *
+                                         (std::fabs(dy[j]) + std::fabs(dbr[cc]) / M + xhat * std::fabs(dwr[cc]) / M));
+      }
+  expect_close(dx, dxr, dx_scale, 1e-5, "fused dx " + tag);
+  expect_close(dw, dwr, sum_scale * 4, 1e-5, "fused dweight " + tag);
+  expect_close(db, dbr, sum_scale, 1e-5, "fused dbias " + tag);
+
+  // Eval mode: forward already covered (batchnorm_relu6_eval above); backward from its output.
+  std::vector<float> ye(n);
+  batchnorm_relu6_eval_ref(g, x.data(), w, b, rmr.data(), rvr.data(), ye.data());
+  batchnorm_relu6_backward_eval(g, x.data(), ye.data(), dy.data(), w, rmr.data(), rvr.data(), dx.data(), dw.data(),
+                                db.data());
+  batchnorm_relu6_backward_eval_ref(g, x.data(), ye.data(), dy.data(), w, rmr.data(), rvr.data(), dxr.data(),
+                                    dwr.data(), dbr.data());
+  expect_close(dx, dxr, max_abs(dxr), 1e-6, "fused eval dx " + tag);
+  expect_close(dw, dwr, sum_scale * 4 * max_abs(x), 1e-5, "fused eval dweight " + tag);
+  expect_close(db, dbr, sum_scale, 1e-5, "fused eval dbias " + tag);
+
+  // Both clamps are exercised (with affine parameters the outputs reach past 6 as well).
+  size_t low = 0, high = 0, inside = 0;
+  for (float v : yr) low += v == 0.f, high += v == 6.f, inside += v > 0.f && v < 6.f;
+  if (n >= 64) {
+    EXPECT_GT(low, 0u) << tag;
+    EXPECT_GT(inside, 0u) << tag;
+    if (w) {
+      EXPECT_GT(high, 0u) << tag;
+    }
+  }
+}
+
 void check_against_ref(const BatchNormGeom& g, uint64_t seed, const std::string& what, bool affine = true,
                        bool track = true, float offset = 3.f) {
   const std::vector<float> x = make_x(g, seed, offset), dy = random_floats(g.N * g.C * g.HW, seed + 1);
@@ -202,6 +288,8 @@ void check_against_ref(const BatchNormGeom& g, uint64_t seed, const std::string&
   expect_close(dx, dxr, max_abs(dxr), 1e-6, "eval dx " + tag);
   expect_close(dw, dwr, sum_scale * (1 + std::fabs(offset)), 1e-5, "eval dweight " + tag);
   expect_close(db, dbr, sum_scale, 1e-5, "eval dbias " + tag);
+
+  check_fused_against_ref(g, x, dy, wp, bp, track, seed, tag);
 }
 
 TEST(KernelsBatchNorm, OptimizedMatchesRef) {
@@ -238,6 +326,83 @@ TEST(KernelsBatchNorm, MobileNetV2ShapesMatchRef) {
   EXPECT_GE(seen.size(), 15u);
 }
 
+TEST(KernelsBatchNorm, FusedRelu6EqualsUnfusedKernelsInSequence) {
+  // batchnorm_forward_train + relu6_forward, and relu6_backward + batchnorm_backward (the unfused
+  // path of nn/functional), against the fused kernels: the same arithmetic in the same order, so
+  // the results agree to float rounding (in practice bit for bit). Slab path (HW < 64) and plane path.
+  uint64_t seed = 900;
+  for (const BatchNormGeom& g : {bn(4, 6, 25), bn(20, 70, 4), bn(3, 5, 130), bn(8, 16, 1024)}) {
+    const std::string tag = label(g);
+    const size_t n = static_cast<size_t>(g.N * g.C * g.HW), C = static_cast<size_t>(g.C);
+    std::vector<float> x = make_x(g, seed += 8);
+    for (float& v : x) v *= 4.f;
+    std::vector<float> w = random_floats(g.C, seed + 1, 1.5f, 3.f), b = random_floats(g.C, seed + 2, 2.f, 4.f);
+    const std::vector<float> dy = random_floats(static_cast<int64_t>(n), seed + 3);
+    std::vector<float> rm1 = random_floats(g.C, seed + 4), rv1 = random_floats(g.C, seed + 5, 0.5f, 2.f);
+    std::vector<float> rm2 = rm1, rv2 = rv1;
+
+    std::vector<float> t(n), z1(n), m1(C), i1(C), z2(n), m2(C), i2(C);
+    batchnorm_forward_train(g, x.data(), w.data(), b.data(), t.data(), m1.data(), i1.data(), rm1.data(), rv1.data());
+    relu6_forward(static_cast<int64_t>(n), t.data(), z1.data());
+    batchnorm_relu6_forward_train(g, x.data(), w.data(), b.data(), z2.data(), m2.data(), i2.data(), rm2.data(),
+                                  rv2.data());
+    expect_close(z2, z1, 6.0, 1e-7, "y " + tag);
+    expect_close(m2, m1, max_abs(x), 1e-7, "mean " + tag);
+    expect_close(i2, i1, testing::abs_of(i1), 1e-7, "invstd " + tag);
+    expect_close(rm2, rm1, max_abs(rm1), 1e-7, "running_mean " + tag);
+    expect_close(rv2, rv1, testing::abs_of(rv1), 1e-7, "running_var " + tag);
+
+    std::vector<float> gm(n), dx1(n), dw1(C), db1(C), dx2(n), dw2(C), db2(C);
+    relu6_backward(static_cast<int64_t>(n), t.data(), dy.data(), gm.data());
+    batchnorm_backward(g, x.data(), gm.data(), w.data(), m1.data(), i1.data(), dx1.data(), dw1.data(), db1.data());
+    batchnorm_relu6_backward(g, x.data(), z1.data(), dy.data(), w.data(), m1.data(), i1.data(), dx2.data(), dw2.data(),
+                             db2.data());
+    const double sum_scale = std::sqrt(static_cast<double>(g.N * g.HW));
+    expect_close(dx2, dx1, max_abs(dx1), 1e-6, "dx " + tag);
+    expect_close(dw2, dw1, sum_scale, 1e-6, "dweight " + tag);
+    expect_close(db2, db1, sum_scale, 1e-6, "dbias " + tag);
+
+    batchnorm_forward_eval(g, x.data(), w.data(), b.data(), rm1.data(), rv1.data(), t.data());
+    relu6_forward(static_cast<int64_t>(n), t.data(), z1.data());
+    batchnorm_relu6_eval(g, x.data(), w.data(), b.data(), rm1.data(), rv1.data(), z2.data());
+    expect_close(z2, z1, 6.0, 1e-7, "eval y " + tag);
+    relu6_backward(static_cast<int64_t>(n), t.data(), dy.data(), gm.data());
+    batchnorm_backward_eval(g, x.data(), gm.data(), w.data(), rm1.data(), rv1.data(), dx1.data(), dw1.data(),
+                            db1.data());
+    batchnorm_relu6_backward_eval(g, x.data(), z1.data(), dy.data(), w.data(), rm1.data(), rv1.data(), dx2.data(),
+                                  dw2.data(), db2.data());
+    expect_close(dx2, dx1, max_abs(dx1), 1e-7, "eval dx " + tag);
+    expect_close(dw2, dw1, sum_scale * max_abs(x), 1e-6, "eval dweight " + tag);
+    expect_close(db2, db1, sum_scale, 1e-6, "eval dbias " + tag);
+  }
+}
+
+TEST(KernelsBatchNorm, FusedBackwardMaskIsZeroAtBothKinks) {
+  // The backward takes the fused output z as given, so z can hold the kinks exactly (and the
+  // nearest floats inside them, and -0). Eval mode: dx = a * dy * [0 < z < 6], a = 1/sqrt(1 + eps).
+  const BatchNormGeom g = bn(1, 1, 8);
+  const std::vector<float> z = {-0.f, 0.f, std::nextafter(0.f, 1.f), 3.f, std::nextafter(6.f, 0.f), 6.f, 0.f, 6.f};
+  const std::vector<float> x = {-1.f, 0.f, 1e-6f, 3.f, 5.9999995f, 6.f, -2.f, 9.f};
+  const std::vector<float> dy = {1, 1, 1, 1, 1, 1, 1, 1};
+  const float rm = 0.f, rv = 1.f;
+  for (int impl = 0; impl < 2; ++impl) {
+    std::vector<float> dx(8), dw(1), db(1);
+    (impl ? batchnorm_relu6_backward_eval : batchnorm_relu6_backward_eval_ref)(g, x.data(), z.data(), dy.data(),
+                                                                               nullptr, &rm, &rv, dx.data(),
+                                                                               dw.data(), db.data());
+    const float a = static_cast<float>(1.0 / std::sqrt(1.0 + 1e-5));
+    const std::vector<float> want = {0, 0, a, a, a, 0, 0, 0};
+    for (size_t i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(dx[i], want[i]) << "impl " << impl << " element " << i;
+    EXPECT_FLOAT_EQ(db[0], 3.f) << impl;  // dbias sums the masked gradient only
+  }
+  // Train mode: masked elements still get a gradient through the mean and variance (formula (3)),
+  // but dbias is the sum of the masked gradient: the three elements strictly inside (0, 6).
+  std::vector<float> mean = {1.f}, invstd = {1.f}, dx(8), dw(1), db(1);
+  batchnorm_relu6_backward(g, x.data(), z.data(), dy.data(), nullptr, mean.data(), invstd.data(), dx.data(),
+                           dw.data(), db.data());
+  EXPECT_FLOAT_EQ(db[0], 3.f);
+}
+
 TEST(KernelsBatchNorm, BadInputThrows) {
   std::vector<float> a(8), b(8), c(8), d(8);
   BatchNormGeom one = bn(1, 2, 1);  // one value per channel cannot be normalised in train mode
@@ -254,6 +419,23 @@ TEST(KernelsBatchNorm, BadInputThrows) {
                                        c.data(), nullptr),
                sleepnet::Error);
   EXPECT_THROW(batchnorm_backward(bn(2, 2, 2), a.data(), b.data(), nullptr, nullptr, d.data(), c.data(), nullptr, nullptr),
+               sleepnet::Error);
+  // The fused kernels check the same things, and need the output for their mask.
+  EXPECT_THROW(batchnorm_relu6_forward_train(one, a.data(), nullptr, nullptr, b.data(), c.data(), d.data(), nullptr,
+                                             nullptr),
+               sleepnet::Error);
+  try {
+    batchnorm_relu6_backward(bn(2, 2, 2), a.data(), nullptr, b.data(), nullptr, c.data(), d.data(), a.data(), nullptr,
+                             nullptr);
+    ADD_FAILURE() << "no exception";
+  } catch (const sleepnet::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("batchnorm_relu6_backward"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(batchnorm_relu6_backward_eval(bn(2, 2, 2), a.data(), nullptr, b.data(), nullptr, c.data(), d.data(),
+                                             a.data(), nullptr, nullptr),
+               sleepnet::Error);
+  EXPECT_THROW(batchnorm_relu6_backward_ref(bn(2, 2, 2), a.data(), nullptr, b.data(), nullptr, c.data(), d.data(),
+                                            a.data(), nullptr, nullptr),
                sleepnet::Error);
 }
 

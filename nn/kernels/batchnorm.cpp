@@ -1,4 +1,5 @@
-// nn/kernels/batchnorm.cpp: BatchNorm2d forward (train, eval, eval + ReLU6) and backward.
+// nn/kernels/batchnorm.cpp: BatchNorm2d forward (train, eval; each also fused with ReLU6) and
+// backward (plain, and through the fused ReLU6).
 //
 // ---- Derivation of the backward pass (train mode) ----------------------------------------------
 // Take one channel; its M = N*H*W values x_i, i = 1..M. The forward pass is
@@ -33,6 +34,11 @@
 //
 // The running variance uses the unbiased estimate var * M / (M - 1), as PyTorch does, while the
 // normalisation uses the biased var: both are PyTorch's documented behaviour.
+//
+// ---- Fused ReLU6 ----------------------------------------------------------------------------------
+// z = relu6(y) with y the BN output: dL/dy_i = g_i = dL/dz_i * [0 < y_i < 6] (PyTorch's mask: zero
+// at both kinks), and [0 < y_i < 6] = [0 < z_i < 6], so the backward reads the mask from the fused
+// output z and feeds g into (1)-(3) as it is read: the masked gradient is never stored.
 #include "nn/kernels/batchnorm.h"
 
 #include <algorithm>
@@ -88,20 +94,44 @@ SLEEPNET_MULTIVERSION void shifted_moments(const float* __restrict p, int64_t n,
   }
 }
 
-// sg += sum g, sgd += sum g * (x - mu), same blocking as above.
-SLEEPNET_MULTIVERSION void grad_sums(const float* __restrict gp, const float* __restrict xp, int64_t n, float mu,
-                                     double& sg, double& sgd) {
+// The gradient that reaches the BN output through a ReLU6 whose output is z: g where 0 < z < 6,
+// else 0. `|` and an unconditional read of g: a select without branches, so loops vectorize (and
+// NaN passes g through, as in relu6_backward and PyTorch).
+inline float relu6_pass(float g, float z) { return ((z <= 0.f) | (z >= 6.f)) ? 0.f : g; }
+
+// sg += sum g, sgd += sum g * (x - mu), same blocking as above. kRelu6: g masked by the fused
+// output zp (relu6_pass); zp is unused otherwise.
+template <bool kRelu6>
+inline void grad_sums_loop(const float* __restrict gp, const float* __restrict zp, const float* __restrict xp,
+                           int64_t n, float mu, double& sg, double& sgd) {
   constexpr int64_t kBlock = 64;  // short enough that even an in-order float sum stays accurate
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t e = std::min(n, b + kBlock);
     simd_acc a = 0, q = 0;
 #pragma omp simd reduction(+ : a, q)
     for (int64_t i = b; i < e; ++i) {
-      a += gp[i];
-      q += gp[i] * (xp[i] - mu);
+      float gv = gp[i];
+      if constexpr (kRelu6) gv = relu6_pass(gv, zp[i]);
+      a += gv;
+      q += gv * (xp[i] - mu);
     }
     sg += a, sgd += q;
   }
+}
+SLEEPNET_MULTIVERSION void grad_sums(const float* gp, const float* xp, int64_t n, float mu, double& sg,
+                                     double& sgd) {
+  grad_sums_loop<false>(gp, nullptr, xp, n, mu, sg, sgd);
+}
+SLEEPNET_MULTIVERSION void grad_sums_relu6(const float* gp, const float* zp, const float* xp, int64_t n, float mu,
+                                           double& sg, double& sgd) {
+  grad_sums_loop<true>(gp, zp, xp, n, mu, sg, sgd);
+}
+template <bool kRelu6>
+void grad_sums_any(const float* gp, const float* zp, const float* xp, int64_t n, float mu, double& sg, double& sgd) {
+  if constexpr (kRelu6)
+    grad_sums_relu6(gp, zp, xp, n, mu, sg, sgd);
+  else
+    grad_sums(gp, xp, n, mu, sg, sgd);
 }
 
 // Train-mode passes work on blocks of channels. A block holds enough channels that its data
@@ -136,10 +166,32 @@ void affine(const float* x, float alpha, float beta, float* y, int64_t n) {
   (kRelu6 ? affine_relu6 : affine_plain)(x, alpha, beta, y, n);
 }
 
-// dx = a g + b (x - mu) + c over n values: formula (3).
-SLEEPNET_MULTIVERSION void dx_loop(const float* __restrict gp, const float* __restrict xp, float a, float b,
-                                   float c, float mu, float* __restrict dp, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) dp[j] = a * gp[j] + b * (xp[j] - mu) + c;
+// dx = a g + b (x - mu) + c over n values: formula (3). kRelu6: g masked by the fused output zp.
+template <bool kRelu6>
+inline void dx_body(const float* __restrict gp, const float* __restrict zp, const float* __restrict xp, float a,
+                    float b, float c, float mu, float* __restrict dp, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    float gv = gp[j];
+    if constexpr (kRelu6) gv = relu6_pass(gv, zp[j]);
+    dp[j] = a * gv + b * (xp[j] - mu) + c;
+  }
+}
+SLEEPNET_MULTIVERSION void dx_loop(const float* gp, const float* xp, float a, float b, float c, float mu, float* dp,
+                                   int64_t n) {
+  dx_body<false>(gp, nullptr, xp, a, b, c, mu, dp, n);
+}
+SLEEPNET_MULTIVERSION void dx_loop_relu6(const float* gp, const float* zp, const float* xp, float a, float b, float c,
+                                         float mu, float* dp, int64_t n) {
+  dx_body<true>(gp, zp, xp, a, b, c, mu, dp, n);
+}
+
+// dx = a g over n values (eval mode), g masked by zp when kRelu6.
+SLEEPNET_MULTIVERSION void scale_loop(const float* __restrict gp, float a, float* __restrict dp, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dp[i] = a * gp[i];
+}
+SLEEPNET_MULTIVERSION void scale_loop_relu6(const float* __restrict gp, const float* __restrict zp, float a,
+                                            float* __restrict dp, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dp[i] = a * relu6_pass(gp[i], zp[i]);
 }
 
 // ---- slabs: small planes ----
@@ -165,6 +217,15 @@ SLEEPNET_MULTIVERSION void slab_grad_sums(const float* __restrict g, const float
     q[j] += g[j] * (x[j] - mu[j]);
   }
 }
+SLEEPNET_MULTIVERSION void slab_grad_sums_relu6(const float* __restrict g, const float* __restrict z,
+                                                const float* __restrict x, const float* __restrict mu,
+                                                float* __restrict a, float* __restrict q, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float gv = relu6_pass(g[j], z[j]);
+    a[j] += gv;
+    q[j] += gv * (x[j] - mu[j]);
+  }
+}
 SLEEPNET_MULTIVERSION void slab_affine(const float* __restrict x, const float* __restrict alpha,
                                        const float* __restrict beta, float* __restrict y, int64_t n) {
   for (int64_t j = 0; j < n; ++j) y[j] = x[j] * alpha[j] + beta[j];
@@ -177,6 +238,12 @@ SLEEPNET_MULTIVERSION void slab_dx(const float* __restrict g, const float* __res
                                    const float* __restrict b, const float* __restrict c, const float* __restrict mu,
                                    float* __restrict dx, int64_t n) {
   for (int64_t j = 0; j < n; ++j) dx[j] = a[j] * g[j] + b[j] * (x[j] - mu[j]) + c[j];
+}
+SLEEPNET_MULTIVERSION void slab_dx_relu6(const float* __restrict g, const float* __restrict z,
+                                         const float* __restrict x, const float* __restrict a,
+                                         const float* __restrict b, const float* __restrict c,
+                                         const float* __restrict mu, float* __restrict dx, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) dx[j] = a[j] * relu6_pass(g[j], z[j]) + b[j] * (x[j] - mu[j]) + c[j];
 }
 
 // Per-channel sums (s1, s2 [nb]) over images of f(image n's slab, a, q): float per 16 images, then double.
@@ -234,14 +301,11 @@ void eval_forward(const char* who, const BatchNormGeom& g, const float* x, const
   for (int64_t p = 0; p < g.N * C; ++p) affine<kRelu6>(x + p * HW, alpha[p % C], beta[p % C], y + p * HW, HW);
 }
 
-}  // namespace
+// ---- train forward (kRelu6: clamp the output to [0, 6] in the normalisation pass) ------------------
 
-// ---- train forward ---------------------------------------------------------------------------------
-
-void batchnorm_forward_train(const BatchNormGeom& g, const float* x, const float* weight,
-                             const float* bias, float* y, float* save_mean, float* save_invstd,
-                             float* running_mean, float* running_var) {
-  const char* who = "batchnorm_forward_train";
+template <bool kRelu6>
+void train_forward(const char* who, const BatchNormGeom& g, const float* x, const float* weight, const float* bias,
+                   float* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var) {
   check_train(g, who);
   check_pointers(who, {x, y, save_mean, save_invstd});
   require((running_mean == nullptr) == (running_var == nullptr), who,
@@ -287,19 +351,39 @@ void batchnorm_forward_train(const BatchNormGeom& g, const float* x, const float
       alpha[i] = static_cast<float>(a);
       beta[i] = static_cast<float>((bias ? bias[c] : 0.0) - mean * a);
     }
-    // Pass 2, normalise: y = x * alpha + beta.
+    // Pass 2, normalise: y = x * alpha + beta (then min(max(y, 0), 6) when fused with ReLU6).
     if (HW < kSlab) {
       const std::vector<float> av = expand(alpha.data(), nb, HW), bv = expand(beta.data(), nb, HW);
       for (int64_t n = 0; n < N; ++n)
-        slab_affine(x + (n * C + c0) * HW, av.data(), bv.data(), y + (n * C + c0) * HW, nb * HW);
+        (kRelu6 ? slab_affine_relu6 : slab_affine)(x + (n * C + c0) * HW, av.data(), bv.data(),
+                                                   y + (n * C + c0) * HW, nb * HW);
     } else {
       for (int64_t n = 0; n < N; ++n)
         for (int64_t c = c0; c < c1; ++c)
-          affine<false>(x + (n * C + c) * HW, alpha[static_cast<size_t>(c - c0)], beta[static_cast<size_t>(c - c0)],
-                        y + (n * C + c) * HW, HW);
+          affine<kRelu6>(x + (n * C + c) * HW, alpha[static_cast<size_t>(c - c0)], beta[static_cast<size_t>(c - c0)],
+                         y + (n * C + c) * HW, HW);
     }
   }
 }
+
+}  // namespace
+
+// ---- train forward ---------------------------------------------------------------------------------
+
+void batchnorm_forward_train(const BatchNormGeom& g, const float* x, const float* weight,
+                             const float* bias, float* y, float* save_mean, float* save_invstd,
+                             float* running_mean, float* running_var) {
+  train_forward<false>("batchnorm_forward_train", g, x, weight, bias, y, save_mean, save_invstd, running_mean,
+                       running_var);
+}
+
+void batchnorm_relu6_forward_train(const BatchNormGeom& g, const float* x, const float* weight,
+                                   const float* bias, float* y, float* save_mean, float* save_invstd,
+                                   float* running_mean, float* running_var) {
+  train_forward<true>("batchnorm_relu6_forward_train", g, x, weight, bias, y, save_mean, save_invstd, running_mean,
+                      running_var);
+}
+
 
 void batchnorm_forward_train_ref(const BatchNormGeom& g, const float* x, const float* weight,
                                  const float* bias, float* y, float* save_mean, float* save_invstd,
@@ -335,6 +419,15 @@ void batchnorm_forward_train_ref(const BatchNormGeom& g, const float* x, const f
         y[j] = static_cast<float>((x[j] - mean) * invstd * w + b);
       }
   }
+}
+
+void batchnorm_relu6_forward_train_ref(const BatchNormGeom& g, const float* x, const float* weight,
+                                       const float* bias, float* y, float* save_mean,
+                                       float* save_invstd, float* running_mean, float* running_var) {
+  check_train(g, "batchnorm_relu6_forward_train_ref");
+  check_pointers("batchnorm_relu6_forward_train_ref", {x, y, save_mean, save_invstd});
+  batchnorm_forward_train_ref(g, x, weight, bias, y, save_mean, save_invstd, running_mean, running_var);
+  for (int64_t j = 0; j < g.N * g.C * g.HW; ++j) y[j] = y[j] < 0.f ? 0.f : (y[j] > 6.f ? 6.f : y[j]);
 }
 
 // ---- eval forward ----------------------------------------------------------------------------------
@@ -375,12 +468,16 @@ void batchnorm_relu6_eval_ref(const BatchNormGeom& g, const float* x, const floa
 
 // ---- backward ----------------------------------------------------------------------------------------
 
-void batchnorm_backward(const BatchNormGeom& g, const float* x, const float* dy, const float* weight,
-                        const float* save_mean, const float* save_invstd, float* dx, float* dweight,
-                        float* dbias) {
-  const char* who = "batchnorm_backward";
+namespace {
+
+// Train-mode backward; kRelu6: the gradient of the fused forward, dy masked by its output z.
+template <bool kRelu6>
+void train_backward(const char* who, const BatchNormGeom& g, const float* x, const float* z, const float* dy,
+                    const float* weight, const float* save_mean, const float* save_invstd, float* dx, float* dweight,
+                    float* dbias) {
   check_train(g, who);
   check_pointers(who, {x, dy, save_mean, save_invstd, dx});
+  if (kRelu6) check_pointers(who, {z});
   const int64_t N = g.N, C = g.C, HW = g.HW, M = N * HW;
   const bool parallel = N * C * HW >= kMinParallel;
   const int64_t G = channel_block(g, parallel ? max_threads() : 1), blocks = (C + G - 1) / G;
@@ -393,13 +490,19 @@ void batchnorm_backward(const BatchNormGeom& g, const float* x, const float* dy,
     const std::vector<float> muv = expand(save_mean + c0, nb, HW);
     if (HW < kSlab) {
       slab_sums(N, nb, HW, [&](int64_t n, float* a, float* q) {
-        slab_grad_sums(dy + (n * C + c0) * HW, x + (n * C + c0) * HW, muv.data(), a, q, nb * HW);
+        const int64_t o = (n * C + c0) * HW;
+        if constexpr (kRelu6)
+          slab_grad_sums_relu6(dy + o, z + o, x + o, muv.data(), a, q, nb * HW);
+        else
+          slab_grad_sums(dy + o, x + o, muv.data(), a, q, nb * HW);
       }, sg.data(), sgd.data());
     } else {
       for (int64_t n = 0; n < N; ++n)
-        for (int64_t c = c0; c < c1; ++c)
-          grad_sums(dy + (n * C + c) * HW, x + (n * C + c) * HW, HW, save_mean[c], sg[static_cast<size_t>(c - c0)],
-                    sgd[static_cast<size_t>(c - c0)]);
+        for (int64_t c = c0; c < c1; ++c) {
+          const int64_t o = (n * C + c) * HW;
+          grad_sums_any<kRelu6>(dy + o, kRelu6 ? z + o : nullptr, x + o, HW, save_mean[c],
+                                sg[static_cast<size_t>(c - c0)], sgd[static_cast<size_t>(c - c0)]);
+        }
     }
     for (int64_t c = c0; c < c1; ++c) {
       const size_t i = static_cast<size_t>(c - c0);
@@ -413,18 +516,81 @@ void batchnorm_backward(const BatchNormGeom& g, const float* x, const float* dy,
     if (HW < kSlab) {
       const std::vector<float> av = expand(ka.data(), nb, HW), bv = expand(kb.data(), nb, HW),
                                cv = expand(kc.data(), nb, HW);
-      for (int64_t n = 0; n < N; ++n)
-        slab_dx(dy + (n * C + c0) * HW, x + (n * C + c0) * HW, av.data(), bv.data(), cv.data(), muv.data(),
-                dx + (n * C + c0) * HW, nb * HW);
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t o = (n * C + c0) * HW;
+        if constexpr (kRelu6)
+          slab_dx_relu6(dy + o, z + o, x + o, av.data(), bv.data(), cv.data(), muv.data(), dx + o, nb * HW);
+        else
+          slab_dx(dy + o, x + o, av.data(), bv.data(), cv.data(), muv.data(), dx + o, nb * HW);
+      }
     } else {
       for (int64_t n = 0; n < N; ++n)
         for (int64_t c = c0; c < c1; ++c) {
           const size_t i = static_cast<size_t>(c - c0);
-          dx_loop(dy + (n * C + c) * HW, x + (n * C + c) * HW, ka[i], kb[i], kc[i], save_mean[c],
-                  dx + (n * C + c) * HW, HW);
+          const int64_t o = (n * C + c) * HW;
+          if constexpr (kRelu6)
+            dx_loop_relu6(dy + o, z + o, x + o, ka[i], kb[i], kc[i], save_mean[c], dx + o, HW);
+          else
+            dx_loop(dy + o, x + o, ka[i], kb[i], kc[i], save_mean[c], dx + o, HW);
         }
     }
   }
+}
+
+// Eval-mode backward (statistics are constants); kRelu6: dy masked by the fused output z.
+template <bool kRelu6>
+void eval_backward(const char* who, const BatchNormGeom& g, const float* x, const float* z, const float* dy,
+                   const float* weight, const float* running_mean, const float* running_var, float* dx,
+                   float* dweight, float* dbias) {
+  g.validate(who);
+  check_pointers(who, {x, dy, running_mean, running_var, dx});
+  if (kRelu6) check_pointers(who, {z});
+  const int64_t N = g.N, C = g.C, HW = g.HW;
+#pragma omp parallel for schedule(static) if (g.N * g.C * g.HW >= kMinParallel)
+  for (int64_t c = 0; c < C; ++c) {
+    const double r = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + g.eps);
+    const float mu = running_mean[c];
+    if (dweight || dbias) {
+      double sg = 0.0, sgd = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t o = (n * C + c) * HW;
+        grad_sums_any<kRelu6>(dy + o, kRelu6 ? z + o : nullptr, x + o, HW, mu, sg, sgd);
+      }
+      if (dbias) dbias[c] = static_cast<float>(sg);
+      if (dweight) dweight[c] = static_cast<float>(sgd * r);
+    }
+    const float a = static_cast<float>((weight ? weight[c] : 1.0) * r);
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t o = (n * C + c) * HW;
+      if constexpr (kRelu6)
+        scale_loop_relu6(dy + o, z + o, a, dx + o, HW);
+      else
+        scale_loop(dy + o, a, dx + o, HW);
+    }
+  }
+}
+
+// dy * [0 < z < 6]: the gradient reaching the BN output of a fused forward (for the refs).
+std::vector<float> masked_dy(const BatchNormGeom& g, const float* z, const float* dy, const char* who) {
+  check_pointers(who, {z, dy});
+  std::vector<float> m(static_cast<size_t>(g.N * g.C * g.HW));
+  for (size_t j = 0; j < m.size(); ++j) m[j] = (z[j] <= 0.f || z[j] >= 6.f) ? 0.f : dy[j];
+  return m;
+}
+
+}  // namespace
+
+void batchnorm_backward(const BatchNormGeom& g, const float* x, const float* dy, const float* weight,
+                        const float* save_mean, const float* save_invstd, float* dx, float* dweight,
+                        float* dbias) {
+  train_backward<false>("batchnorm_backward", g, x, nullptr, dy, weight, save_mean, save_invstd, dx, dweight,
+                        dbias);
+}
+
+void batchnorm_relu6_backward(const BatchNormGeom& g, const float* x, const float* y, const float* dy,
+                              const float* weight, const float* save_mean, const float* save_invstd,
+                              float* dx, float* dweight, float* dbias) {
+  train_backward<true>("batchnorm_relu6_backward", g, x, y, dy, weight, save_mean, save_invstd, dx, dweight, dbias);
 }
 
 void batchnorm_backward_ref(const BatchNormGeom& g, const float* x, const float* dy,
@@ -459,27 +625,15 @@ void batchnorm_backward_ref(const BatchNormGeom& g, const float* x, const float*
 void batchnorm_backward_eval(const BatchNormGeom& g, const float* x, const float* dy,
                              const float* weight, const float* running_mean,
                              const float* running_var, float* dx, float* dweight, float* dbias) {
-  const char* who = "batchnorm_backward_eval";
-  g.validate(who);
-  check_pointers(who, {x, dy, running_mean, running_var, dx});
-  const int64_t N = g.N, C = g.C, HW = g.HW;
-#pragma omp parallel for schedule(static) if (g.N * g.C * g.HW >= kMinParallel)
-  for (int64_t c = 0; c < C; ++c) {
-    const double r = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + g.eps);
-    const float mu = running_mean[c];
-    if (dweight || dbias) {
-      double sg = 0.0, sgd = 0.0;
-      for (int64_t n = 0; n < N; ++n) grad_sums(dy + (n * C + c) * HW, x + (n * C + c) * HW, HW, mu, sg, sgd);
-      if (dbias) dbias[c] = static_cast<float>(sg);
-      if (dweight) dweight[c] = static_cast<float>(sgd * r);
-    }
-    const float a = static_cast<float>((weight ? weight[c] : 1.0) * r);
-    for (int64_t n = 0; n < N; ++n) {
-      const float* __restrict gp = dy + (n * C + c) * HW;
-      float* __restrict dp = dx + (n * C + c) * HW;
-      for (int64_t i = 0; i < HW; ++i) dp[i] = a * gp[i];
-    }
-  }
+  eval_backward<false>("batchnorm_backward_eval", g, x, nullptr, dy, weight, running_mean, running_var, dx, dweight,
+                       dbias);
+}
+
+void batchnorm_relu6_backward_eval(const BatchNormGeom& g, const float* x, const float* y,
+                                   const float* dy, const float* weight, const float* running_mean,
+                                   const float* running_var, float* dx, float* dweight, float* dbias) {
+  eval_backward<true>("batchnorm_relu6_backward_eval", g, x, y, dy, weight, running_mean, running_var, dx, dweight,
+                      dbias);
 }
 
 void batchnorm_backward_eval_ref(const BatchNormGeom& g, const float* x, const float* dy,
@@ -502,6 +656,27 @@ void batchnorm_backward_eval_ref(const BatchNormGeom& g, const float* x, const f
     if (dbias) dbias[c] = static_cast<float>(sg);
     if (dweight) dweight[c] = static_cast<float>(sgx);
   }
+}
+
+// ---- fused ReLU6 backward refs: the mask applied to dy, then the plain refs ----------------------------
+
+void batchnorm_relu6_backward_ref(const BatchNormGeom& g, const float* x, const float* y,
+                                  const float* dy, const float* weight, const float* save_mean,
+                                  const float* save_invstd, float* dx, float* dweight, float* dbias) {
+  const char* who = "batchnorm_relu6_backward_ref";
+  check_train(g, who);
+  const std::vector<float> gm = masked_dy(g, y, dy, who);
+  batchnorm_backward_ref(g, x, gm.data(), weight, save_mean, save_invstd, dx, dweight, dbias);
+}
+
+void batchnorm_relu6_backward_eval_ref(const BatchNormGeom& g, const float* x, const float* y,
+                                       const float* dy, const float* weight,
+                                       const float* running_mean, const float* running_var, float* dx,
+                                       float* dweight, float* dbias) {
+  const char* who = "batchnorm_relu6_backward_eval_ref";
+  g.validate(who);
+  const std::vector<float> gm = masked_dy(g, y, dy, who);
+  batchnorm_backward_eval_ref(g, x, gm.data(), weight, running_mean, running_var, dx, dweight, dbias);
 }
 
 }  // namespace sleepnet::kernels

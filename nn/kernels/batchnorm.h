@@ -13,7 +13,15 @@
 // As PyTorch's CPU kernel does, y is computed as x * alpha + beta with alpha = weight * invstd and
 // beta = bias - mean * alpha. Sums are accumulated in double (blocks of float lanes flushed into
 // double), so statistics match PyTorch to float precision even for 100k values per channel.
-// Work is split over channels (train, backward) or over (n, c) planes (eval) with OpenMP.
+// Work is split over channels (train, backward) or over (n, c) planes (eval) with OpenMP, in one
+// parallel region per call.
+//
+// Fused BatchNorm2d + ReLU6 (MobileNetV2's Conv2dNormActivation): y = min(max(bn(x), 0), 6) is
+// written in the same pass that would write bn(x), so the intermediate BN output never exists.
+// The backward needs only x, the saved statistics and the fused output y: ReLU6's gradient mask
+// "0 < bn(x) < 6" (PyTorch's, zero at both kinks) is exactly "0 < y < 6", and xhat is recomputed
+// from x, mean and invstd. Each fused kernel gives the same numbers as its two unfused kernels in
+// sequence (same sums in the same order; only the extra tensor and memory pass are gone).
 //
 // Shapes: x, y, dy, dx [N, C, HW] (NCHW with H*W flattened); everything else [C].
 // weight (gamma) and bias (beta) may be null (affine = false: weight 1, bias 0). running_mean and
@@ -55,6 +63,15 @@ void batchnorm_relu6_eval_ref(const BatchNormGeom& g, const float* x, const floa
                               const float* bias, const float* running_mean,
                               const float* running_var, float* y);
 
+// Training fusion: batchnorm_forward_train (same statistics, same running-stat update), then the
+// clamp to [0, 6], in the normalisation pass.
+void batchnorm_relu6_forward_train(const BatchNormGeom& g, const float* x, const float* weight,
+                                   const float* bias, float* y, float* save_mean, float* save_invstd,
+                                   float* running_mean, float* running_var);
+void batchnorm_relu6_forward_train_ref(const BatchNormGeom& g, const float* x, const float* weight,
+                                       const float* bias, float* y, float* save_mean,
+                                       float* save_invstd, float* running_mean, float* running_var);
+
 // Backward of the train-mode forward, from the statistics it saved. dx is overwritten.
 void batchnorm_backward(const BatchNormGeom& g, const float* x, const float* dy, const float* weight,
                         const float* save_mean, const float* save_invstd, float* dx, float* dweight,
@@ -71,5 +88,22 @@ void batchnorm_backward_eval(const BatchNormGeom& g, const float* x, const float
 void batchnorm_backward_eval_ref(const BatchNormGeom& g, const float* x, const float* dy,
                                  const float* weight, const float* running_mean,
                                  const float* running_var, float* dx, float* dweight, float* dbias);
+
+// Backward of the fused forwards, given their output y (the clamped one): dy is replaced by
+// dy * [0 < y < 6] (read on the fly, never stored), then batchnorm_backward (train, from the saved
+// statistics) or batchnorm_backward_eval (eval, from the running ones). dx is overwritten.
+void batchnorm_relu6_backward(const BatchNormGeom& g, const float* x, const float* y, const float* dy,
+                              const float* weight, const float* save_mean, const float* save_invstd,
+                              float* dx, float* dweight, float* dbias);
+void batchnorm_relu6_backward_ref(const BatchNormGeom& g, const float* x, const float* y,
+                                  const float* dy, const float* weight, const float* save_mean,
+                                  const float* save_invstd, float* dx, float* dweight, float* dbias);
+void batchnorm_relu6_backward_eval(const BatchNormGeom& g, const float* x, const float* y,
+                                   const float* dy, const float* weight, const float* running_mean,
+                                   const float* running_var, float* dx, float* dweight, float* dbias);
+void batchnorm_relu6_backward_eval_ref(const BatchNormGeom& g, const float* x, const float* y,
+                                       const float* dy, const float* weight,
+                                       const float* running_mean, const float* running_var, float* dx,
+                                       float* dweight, float* dbias);
 
 }  // namespace sleepnet::kernels
