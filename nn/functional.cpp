@@ -105,36 +105,43 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride,
                 });
 }
 
-// ================================================================ batch_norm
+// ================================================================ batch_norm, batch_norm_relu6
 //
 // Per channel c over its M = N*H*W values (derivation in nn/kernels/batchnorm.cpp and nn/README.md):
 //   forward  xhat = (x - mean) * invstd,  y = weight * xhat + bias
 //   backward dbias = sum(dy),  dweight = sum(dy * xhat),
 //            dx = weight * invstd * (dy - dbias / M - xhat * dweight / M)      (training)
 //            dx = weight * invstd_running * dy                                (eval)
+// batch_norm_relu6 returns z = min(max(y, 0), 6) from the same kernels' fused variants. Its
+// backward first masks dz by 0 < z < 6 (ReLU6's gradient, which is the same mask as 0 < y < 6)
+// inside the kernel, then runs the formulas above with xhat recomputed from x, mean and invstd:
+// so it saves x, the statistics and z, and the unclamped y is never stored.
 
-Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                  const Tensor& running_var, bool training, float momentum, float eps) {
-  expect_dim(x, 4, "batch_norm", "input x");
+namespace {
+
+Tensor batch_norm_impl(const char* op, bool relu6, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       const Tensor& running_mean, const Tensor& running_var, bool training, float momentum,
+                       float eps) {
+  expect_dim(x, 4, op, "input x");
   const int64_t C = x.size(1);
-  expect_vector(weight, C, "batch_norm", "weight");
-  expect_vector(bias, C, "batch_norm", "bias");
-  expect_vector(running_mean, C, "batch_norm", "running_mean");
-  expect_vector(running_var, C, "batch_norm", "running_var");
+  expect_vector(weight, C, op, "weight");
+  expect_vector(bias, C, op, "bias");
+  expect_vector(running_mean, C, op, "running_mean");
+  expect_vector(running_var, C, op, "running_var");
   if (running_mean.defined() != running_var.defined())
-    throw Error("batch_norm: running_mean and running_var must both be given or both be undefined");
+    throw Error(fmt::format("{}: running_mean and running_var must both be given or both be undefined", op));
   if (!training && !running_mean.defined())
-    throw Error("batch_norm: eval mode needs running_mean and running_var");
+    throw Error(fmt::format("{}: eval mode needs running_mean and running_var", op));
   for (const Tensor* r : {&running_mean, &running_var})
     if (r->defined() && !r->is_contiguous())
-      throw Error("batch_norm: running statistics must be contiguous (they are updated in place)");
+      throw Error(fmt::format("{}: running statistics must be contiguous (they are updated in place)", op));
 
   kernels::BatchNormGeom g;
   g.N = x.size(0), g.C = C, g.HW = x.size(2) * x.size(3);
   g.eps = eps, g.momentum = momentum;
-  g.validate("batch_norm");
+  g.validate(op);
   if (training && g.N * g.HW < 2)
-    throw Error(fmt::format("batch_norm: training needs more than one value per channel, got input {}",
+    throw Error(fmt::format("{}: training needs more than one value per channel, got input {}", op,
                             shape_str(x.shape())));
 
   Tensor xc = dense(x);
@@ -147,6 +154,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   if (bias.defined()) inputs.push_back(bias);
   const bool has_w = weight.defined(), has_b = bias.defined();
   const bool need_x = wants_grad(x), need_w = wants_grad(weight), need_b = wants_grad(bias);
+  // The fused backward reads ReLU6's mask from the output (a handle without history: no cycle).
+  Tensor z = relu6 ? y.detach() : Tensor();
 
   // Gathers {dx, dweight, dbias} in the order of `inputs`.
   auto pack = [has_w, has_b](Tensor dx, Tensor dw, Tensor db) {
@@ -160,29 +169,55 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
     Tensor save_mean = Tensor::empty({C}), save_invstd = Tensor::empty({C});
     float* rm = running_mean.defined() ? const_cast<Tensor&>(running_mean).data() : nullptr;
     float* rv = running_var.defined() ? const_cast<Tensor&>(running_var).data() : nullptr;
-    kernels::batchnorm_forward_train(g, xc.data(), wp, bp, y.data(), save_mean.data(), save_invstd.data(), rm, rv);
-    return record("batch_norm", y, inputs,
-                  [g, xc, wc, save_mean, save_invstd, need_x, need_w, need_b, pack](const Tensor& grad) {
+    (relu6 ? kernels::batchnorm_relu6_forward_train : kernels::batchnorm_forward_train)(
+        g, xc.data(), wp, bp, y.data(), save_mean.data(), save_invstd.data(), rm, rv);
+    return record(op, y, inputs,
+                  [g, xc, wc, z, save_mean, save_invstd, need_x, need_w, need_b, pack](const Tensor& grad) {
                     Tensor dy = raw::contiguous(grad);
                     Tensor dx = Tensor::empty(xc.shape()), dw = Tensor::empty({g.C}), db = Tensor::empty({g.C});
-                    kernels::batchnorm_backward(g, xc.data(), dy.data(), wc.defined() ? wc.data() : nullptr,
-                                                save_mean.data(), save_invstd.data(), dx.data(), dw.data(),
-                                                db.data());
+                    const float* w = wc.defined() ? wc.data() : nullptr;
+                    if (z.defined())
+                      kernels::batchnorm_relu6_backward(g, xc.data(), z.data(), dy.data(), w, save_mean.data(),
+                                                        save_invstd.data(), dx.data(), dw.data(), db.data());
+                    else
+                      kernels::batchnorm_backward(g, xc.data(), dy.data(), w, save_mean.data(), save_invstd.data(),
+                                                  dx.data(), dw.data(), db.data());
                     return pack(need_x ? dx : Tensor(), need_w ? dw : Tensor(), need_b ? db : Tensor());
                   });
   }
   Tensor rm = dense(running_mean), rv = dense(running_var);
-  kernels::batchnorm_forward_eval(g, xc.data(), wp, bp, rm.data(), rv.data(), y.data());
+  (relu6 ? kernels::batchnorm_relu6_eval : kernels::batchnorm_forward_eval)(g, xc.data(), wp, bp, rm.data(),
+                                                                           rv.data(), y.data());
+  // Nothing to save when no gradient will be asked for (inference under NoGradGuard).
+  if (!need_x && !need_w && !need_b) return y;
   // The running statistics may change after this call (a later training step), so the backward
   // keeps copies of the ones used here.
-  return record("batch_norm", y, inputs,
-                [g, xc, wc, rm = rm.clone(), rv = rv.clone(), need_x, need_w, need_b, pack](const Tensor& grad) {
+  return record(op, y, inputs,
+                [g, xc, wc, z, rm = rm.clone(), rv = rv.clone(), need_x, need_w, need_b, pack](const Tensor& grad) {
                   Tensor dy = raw::contiguous(grad);
                   Tensor dx = Tensor::empty(xc.shape()), dw = Tensor::empty({g.C}), db = Tensor::empty({g.C});
-                  kernels::batchnorm_backward_eval(g, xc.data(), dy.data(), wc.defined() ? wc.data() : nullptr,
-                                                   rm.data(), rv.data(), dx.data(), dw.data(), db.data());
+                  const float* w = wc.defined() ? wc.data() : nullptr;
+                  if (z.defined())
+                    kernels::batchnorm_relu6_backward_eval(g, xc.data(), z.data(), dy.data(), w, rm.data(),
+                                                           rv.data(), dx.data(), dw.data(), db.data());
+                  else
+                    kernels::batchnorm_backward_eval(g, xc.data(), dy.data(), w, rm.data(), rv.data(), dx.data(),
+                                                     dw.data(), db.data());
                   return pack(need_x ? dx : Tensor(), need_w ? dw : Tensor(), need_b ? db : Tensor());
                 });
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                  const Tensor& running_var, bool training, float momentum, float eps) {
+  return batch_norm_impl("batch_norm", false, x, weight, bias, running_mean, running_var, training, momentum, eps);
+}
+
+Tensor batch_norm_relu6(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                        const Tensor& running_var, bool training, float momentum, float eps) {
+  return batch_norm_impl("batch_norm_relu6", true, x, weight, bias, running_mean, running_var, training, momentum,
+                         eps);
 }
 
 // ================================================================ relu6, pooling, linear, dropout

@@ -36,6 +36,14 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), int6
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                   const Tensor& running_var, bool training, float momentum = 0.1f, float eps = 1e-5f);
 
+// BatchNorm2d followed by ReLU6 (MobileNetV2's Conv2dNormActivation), fused: the same arguments,
+// statistics and running-statistic update as batch_norm, returns min(max(batch_norm(...), 0), 6)
+// with the gradients of that composition (ReLU6's is zero at both kinks, as PyTorch's). One kernel
+// pass writes the clamped output directly; the backward keeps x, mean, inverse std and the output
+// (no intermediate BN output, no second full-size tensor in either direction).
+Tensor batch_norm_relu6(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                        const Tensor& running_var, bool training, float momentum = 0.1f, float eps = 1e-5f);
+
 // ---- activations, pooling, linear, dropout ----
 // min(max(x, 0), 6); gradient 1 strictly inside (0, 6), 0 at and beyond the kinks (PyTorch).
 Tensor relu6(const Tensor& x);

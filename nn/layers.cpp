@@ -69,13 +69,25 @@ BatchNorm2d::BatchNorm2d(int64_t C, const BatchNorm2dOptions& opt)
   num_batches_tracked = register_buffer("num_batches_tracked", Tensor::scalar(0.f), DType::I64);
 }
 
+namespace {
+void check_bn_input(const Tensor& x, int64_t C) {
+  if (x.dim() != 4 || x.size(1) != C)
+    throw Error(fmt::format("BatchNorm2d({}): expected input [N, {}, H, W], got {}", C, C, shape_str(x.shape())));
+}
+}  // namespace
+
 Tensor BatchNorm2d::forward(const Tensor& x) {
-  if (x.dim() != 4 || x.size(1) != num_features)
-    throw Error(fmt::format("BatchNorm2d({}): expected input [N, {}, H, W], got {}", num_features, num_features,
-                            shape_str(x.shape())));
+  check_bn_input(x, num_features);
   if (is_training()) num_batches_tracked.fill_(num_batches_tracked.item() + 1.f);
   return functional::batch_norm(x, weight, bias, running_mean, running_var, is_training(), options.momentum,
                                 options.eps);
+}
+
+Tensor BatchNorm2d::forward_relu6(const Tensor& x) {
+  check_bn_input(x, num_features);
+  if (is_training()) num_batches_tracked.fill_(num_batches_tracked.item() + 1.f);
+  return functional::batch_norm_relu6(x, weight, bias, running_mean, running_var, is_training(), options.momentum,
+                                      options.eps);
 }
 
 std::string BatchNorm2d::extra_repr() const {

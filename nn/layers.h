@@ -55,6 +55,10 @@ class BatchNorm2d : public Module {
   // Training: batch statistics, running statistics updated, num_batches_tracked + 1.
   // Eval: running statistics. x [N, C, H, W] -> same shape.
   Tensor forward(const Tensor& x) override;
+  // ReLU6()(forward(x)) as one fused op (functional::batch_norm_relu6): the same output, gradients
+  // and state updates (running statistics, num_batches_tracked), without the intermediate tensor.
+  // For a parent that knows a ReLU6 follows (Conv2dNormActivation); runs no forward hook itself.
+  Tensor forward_relu6(const Tensor& x);
   std::string extra_repr() const override;
 
   int64_t num_features;

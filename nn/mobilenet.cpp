@@ -20,11 +20,16 @@ int64_t make_divisible(double v, int64_t divisor) {
 Conv2dNormActivation::Conv2dNormActivation(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups,
                                            Generator& gen, const BatchNorm2dOptions& bn)
     : Sequential("Conv2dNormActivation") {
-  push_back(std::make_shared<Conv2d>(
+  conv = push_back(std::make_shared<Conv2d>(
       in, out, kernel, Conv2dOptions{.stride = stride, .padding = (kernel - 1) / 2, .groups = groups, .bias = false},
       &gen));
-  push_back(std::make_shared<BatchNorm2d>(out, bn));
+  this->bn = push_back(std::make_shared<BatchNorm2d>(out, bn));
   push_back(std::make_shared<ReLU6>());
+}
+
+Tensor Conv2dNormActivation::forward(const Tensor& x) {
+  if (forward_hook_installed()) return Sequential::forward(x);  // each child visible to the hook
+  return bn->forward_relu6((*conv)(x));
 }
 
 InvertedResidual::InvertedResidual(int64_t inp, int64_t oup, int64_t stride, int64_t t, Generator& gen,

@@ -35,10 +35,18 @@ namespace sleepnet::nn {
 int64_t make_divisible(double v, int64_t divisor = 8);
 
 // Conv2d (bias-free) + BatchNorm2d + ReLU6 as children "0", "1", "2"; padding (kernel - 1) / 2.
+// The forward runs the convolution, then BatchNorm2d and ReLU6 as one fused op
+// (BatchNorm2d::forward_relu6: one kernel pass, no intermediate tensor); the result, gradients and
+// BN state are those of running the three children in order, which is what it does instead while
+// a forward hook is installed (nn/summary.h), so the hook sees each child.
 class Conv2dNormActivation : public Sequential {
  public:
   Conv2dNormActivation(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups, Generator& gen,
                        const BatchNorm2dOptions& bn = {});
+  Tensor forward(const Tensor& x) override;  // x [N, in, H, W] -> [N, out, OH, OW]
+
+  std::shared_ptr<Conv2d> conv;    // child "0"
+  std::shared_ptr<BatchNorm2d> bn;  // child "1" (child "2" is the ReLU6)
 };
 
 class InvertedResidual : public Module {

@@ -14,6 +14,7 @@ thread_local ForwardHook g_hook;
 
 ForwardHookGuard::ForwardHookGuard(ForwardHook hook) : prev_(std::move(g_hook)) { g_hook = std::move(hook); }
 ForwardHookGuard::~ForwardHookGuard() { g_hook = std::move(prev_); }
+bool forward_hook_installed() { return static_cast<bool>(g_hook); }
 
 Tensor Module::operator()(const Tensor& x) {
   Tensor y = forward(x);

@@ -116,5 +116,9 @@ class ForwardHookGuard {
  private:
   ForwardHook prev_;
 };
+// True while a forward hook is installed on this thread. A container that fuses several children
+// into one op (Conv2dNormActivation: BatchNorm2d + ReLU6) runs them one by one instead, so that
+// the hook sees every child's own input and output.
+bool forward_hook_installed();
 
 }  // namespace sleepnet::nn

@@ -187,6 +187,194 @@ TEST(BatchNorm, BadInputs) {
   EXPECT_THROW(Fn::batch_norm(Tensor::zeros({2, 3}), Tensor(), Tensor(), Tensor(), Tensor(), true), Error);
 }
 
+// ---------------------------------------------------------------- batch_norm_relu6 (fused)
+
+// Distance of the closest training-mode BN output to a ReLU6 kink (0 or 6), computed in double
+// from the inputs (x [N, C, H, W], weight and bias [C]).
+double kink_margin(const Tensor& x, const Tensor& w, const Tensor& b) {
+  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), M = N * HW;
+  const std::vector<float> xv = x.contiguous().to_vector();
+  double margin = 1e30;
+  for (int64_t c = 0; c < C; ++c) {
+    double mean = 0, var = 0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) mean += xv[static_cast<size_t>((n * C + c) * HW + i)];
+    mean /= M;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) var += std::pow(xv[static_cast<size_t>((n * C + c) * HW + i)] - mean, 2);
+    const double r = 1.0 / std::sqrt(var / M + 1e-5);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) {
+        const double y = (xv[static_cast<size_t>((n * C + c) * HW + i)] - mean) * r * w.at({c}) + b.at({c});
+        margin = std::min({margin, std::fabs(y), std::fabs(y - 6.0)});
+      }
+  }
+  return margin;
+}
+
+// Per channel, the bias (on a grid) that keeps every training-mode BN output farthest from both
+// kinks, with weight 3.5 spreading xhat (about +-1.7) past both of them. Returns {weight, bias}.
+std::pair<Tensor, Tensor> affine_away_from_kinks(const Tensor& x) {
+  const int64_t C = x.size(1);
+  std::vector<float> wv(static_cast<size_t>(C), 3.5f), bv(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    Tensor xc = x.detach().narrow(1, c, 1).contiguous();
+    double best = -1;
+    for (int k = 0; k <= 200; ++k) {
+      const float bias = 1.f + 0.02f * static_cast<float>(k);  // 1 .. 5
+      const double m = kink_margin(xc, Tensor::from_vector({wv[static_cast<size_t>(c)]}, {1}),
+                                   Tensor::from_vector({bias}, {1}));
+      if (m > best) best = m, bv[static_cast<size_t>(c)] = bias;
+    }
+  }
+  Tensor w = Tensor::from_vector(wv, {C}), b = Tensor::from_vector(bv, {C});
+  w.set_requires_grad(true);
+  b.set_requires_grad(true);
+  return {w, b};
+}
+
+TEST(BatchNormRelu6, TrainGradientsAwayFromKinks) {
+  // Two shapes: the kernels' slab path (H*W < 64) and their per-plane path.
+  for (const Shape& shape : {Shape{3, 4, 3, 2}, Shape{2, 2, 8, 9}}) {
+    Generator gen(25);
+    Tensor x = random_input(shape, gen, -2.f, 2.f);
+    auto [w, b] = affine_away_from_kinks(x);
+    const double margin = kink_margin(x, w, b);
+    // A step h = 1e-2 in one input moves an output by at most about 3.5 * invstd * h ~ 0.06.
+    ASSERT_GT(margin, 0.08) << shape_str(shape);
+    Tensor y = Fn::batch_norm_relu6(x, w, b, Tensor(), Tensor(), true);
+    int low = 0, high = 0;
+    for (float v : y.to_vector()) low += v == 0.f, high += v == 6.f;
+    EXPECT_GT(low, 0) << "some outputs clamped at 0";
+    EXPECT_GT(high, 0) << "some outputs clamped at 6";
+    EXPECT_TRUE(gradcheck(
+        [](const std::vector<Tensor>& v) {
+          return Fn::batch_norm_relu6(v[0], v[1], v[2], Tensor(), Tensor(), true);
+        },
+        {x, w, b}))
+        << shape_str(shape);
+  }
+}
+
+TEST(BatchNormRelu6, EvalGradientsAwayFromKinks) {
+  Generator gen(26);
+  const int64_t C = 3;
+  Tensor w = random_input({C}, gen, 1.5f, 3.f), b = random_input({C}, gen, 2.f, 4.f);
+  Tensor rm = Tensor::uniform({C}, -0.5f, 0.5f, gen), rv = Tensor::uniform({C}, 0.5f, 2.f, gen);
+  // Eval mode is per element: move every x whose output lies within 0.15 of a kink by 0.3 / alpha.
+  Tensor x = Tensor::uniform({2, C, 4, 4}, -2.f, 3.f, gen);
+  float* xp = x.data();
+  int low = 0, high = 0;
+  for (int64_t j = 0; j < x.numel(); ++j) {
+    const int64_t c = (j / 16) % C;
+    const double alpha = w.at({c}) / std::sqrt(rv.at({c}) + 1e-5), beta = b.at({c}) - rm.at({c}) * alpha;
+    double y = xp[j] * alpha + beta;
+    if (std::fabs(y) < 0.15 || std::fabs(y - 6) < 0.15) xp[j] += static_cast<float>(0.3 / alpha);
+    y = xp[j] * alpha + beta;
+    ASSERT_GT(std::min(std::fabs(y), std::fabs(y - 6)), 0.1);
+    low += y < 0, high += y > 6;
+  }
+  ASSERT_GT(low, 0);
+  ASSERT_GT(high, 0);
+  x.set_requires_grad(true);
+  EXPECT_TRUE(gradcheck(
+      [&](const std::vector<Tensor>& v) { return Fn::batch_norm_relu6(v[0], v[1], v[2], rm, rv, false); }, {x, w, b}));
+}
+
+void expect_same(const Tensor& a, const Tensor& b, const std::string& what) {
+  ASSERT_TRUE(a.defined() && b.defined()) << what;
+  ASSERT_EQ(a.shape(), b.shape()) << what;
+  const std::vector<float> av = a.to_vector(), bv = b.to_vector();
+  float scale = 0;
+  for (float v : bv) scale = std::max(scale, std::fabs(v));
+  for (size_t i = 0; i < av.size(); ++i) ASSERT_NEAR(av[i], bv[i], 1e-6f * (1 + scale)) << what << " at " << i;
+}
+
+TEST(BatchNormRelu6, EqualsBatchNormThenRelu6) {
+  // The fused op against the composition it replaces: outputs, every gradient and the running
+  // statistics after the call, in training (with and without running stats and affine) and eval.
+  // Inputs cover both clamps and the kernels' slab (H*W < 64) and per-plane paths.
+  int k = 0;
+  for (const Shape& shape : {Shape{4, 5, 3, 3}, Shape{2, 3, 9, 10}})
+    for (bool training : {true, false})
+      for (bool affine : {true, false})
+        for (bool track : {true, false}) {
+          if (!training && !track) continue;  // eval needs running statistics
+          const std::string tag = shape_str(shape) + (training ? " train" : " eval") + (affine ? "" : " no-affine") +
+                                  (track ? "" : " no-running");
+          Generator gen(300 + k++);
+          const int64_t C = shape[1];
+          Tensor x0 = Tensor::uniform(shape, -4.f, 8.f, gen);
+          Tensor w0 = Tensor::uniform({C}, 1.f, 4.f, gen), b0 = Tensor::uniform({C}, 1.f, 5.f, gen);
+          Tensor rm0 = Tensor::uniform({C}, -1.f, 1.f, gen), rv0 = Tensor::uniform({C}, 0.5f, 2.f, gen);
+          Tensor r = Tensor::normal(shape, 0.f, 1.f, gen);
+          struct Run {
+            Tensor y, x, w, b, rm, rv;
+          };
+          auto run = [&](bool fused) {
+            Run o;
+            o.x = x0.clone(), o.w = w0.clone(), o.b = b0.clone(), o.rm = rm0.clone(), o.rv = rv0.clone();
+            o.x.set_requires_grad(true), o.w.set_requires_grad(true), o.b.set_requires_grad(true);
+            const Tensor w = affine ? o.w : Tensor(), b = affine ? o.b : Tensor();
+            const Tensor rm = track ? o.rm : Tensor(), rv = track ? o.rv : Tensor();
+            o.y = fused ? Fn::batch_norm_relu6(o.x, w, b, rm, rv, training, 0.1f, 1e-5f)
+                        : Fn::relu6(Fn::batch_norm(o.x, w, b, rm, rv, training, 0.1f, 1e-5f));
+            sum(o.y * r).backward();
+            return o;
+          };
+          const Run f = run(true), u = run(false);
+          int low = 0, high = 0;
+          for (float v : u.y.to_vector()) low += v == 0.f, high += v == 6.f;
+          EXPECT_GT(low, 0) << tag;
+          if (affine) {
+            EXPECT_GT(high, 0) << tag;
+          }
+          expect_same(f.y, u.y, "y " + tag);
+          expect_same(f.x.grad(), u.x.grad(), "dx " + tag);
+          if (affine) {
+            expect_same(f.w.grad(), u.w.grad(), "dweight " + tag);
+            expect_same(f.b.grad(), u.b.grad(), "dbias " + tag);
+          }
+          expect_same(f.rm, u.rm, "running_mean " + tag);
+          expect_same(f.rv, u.rv, "running_var " + tag);
+          if (training && track) {
+            EXPECT_NE(f.rm.to_vector(), rm0.to_vector()) << tag;  // it was updated
+          }
+        }
+}
+
+TEST(BatchNormRelu6, PyTorchGradientAtTheKinks) {
+  // Eval mode with running_mean 0 and running_var 1 - eps (float): alpha rounds to exactly 1 and
+  // beta is 0, so the BN output equals x and can sit exactly on the kinks.
+  Tensor x = Tensor::from_vector({-1.f, 0.f, 3.f, 6.f, 7.f, 0.5f}, {1, 6, 1, 1});
+  x.set_requires_grad(true);
+  Tensor rm = Tensor::zeros({6}), rv = Tensor::full({6}, 1.f - 1e-5f);
+  Tensor y = Fn::batch_norm_relu6(x, Tensor(), Tensor(), rm, rv, false);
+  EXPECT_EQ(y.to_vector(), (std::vector<float>{0.f, 0.f, 3.f, 6.f, 6.f, 0.5f}));
+  sum(y).backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<float>{0.f, 0.f, 1.f, 0.f, 0.f, 1.f}));  // 0 at both kinks
+}
+
+TEST(BatchNormRelu6, InferenceRecordsNothingAndBadInputsAreErrors) {
+  Generator gen(27);
+  Tensor x = Tensor::uniform({2, 3, 4, 4}, -1.f, 1.f, gen);
+  Tensor w = random_input({3}, gen), rm = Tensor::zeros({3}), rv = Tensor::ones({3});
+  {
+    NoGradGuard no_grad;
+    EXPECT_FALSE(Fn::batch_norm_relu6(x, w, Tensor(), rm, rv, false).requires_grad());
+  }
+  EXPECT_TRUE(Fn::batch_norm_relu6(x, w, Tensor(), rm, rv, false).requires_grad());
+  EXPECT_THROW(Fn::batch_norm_relu6(x, Tensor::ones({4}), Tensor(), Tensor(), Tensor(), true), Error);
+  EXPECT_THROW(Fn::batch_norm_relu6(x, Tensor(), Tensor(), Tensor(), Tensor(), false), Error);
+  EXPECT_THROW(Fn::batch_norm_relu6(Tensor::zeros({1, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(), true), Error);
+  try {
+    Fn::batch_norm_relu6(Tensor::zeros({2, 3}), Tensor(), Tensor(), Tensor(), Tensor(), true);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("batch_norm_relu6"), std::string::npos) << e.what();
+  }
+}
+
 // ---------------------------------------------------------------- relu6, pooling, linear, dropout
 
 TEST(ReLU6, GradientsAwayFromKinks) {

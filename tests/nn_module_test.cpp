@@ -143,6 +143,70 @@ TEST(MobileNetV2, ForwardShapesModesAndInitialisation) {
   EXPECT_NE(other.state_dict().at("features.18.0.weight").tensor.to_vector(), w18.to_vector());
 }
 
+TEST(MobileNetV2, FusedConvNormActivationEqualsItsChildrenInOrder) {
+  // Conv2dNormActivation runs BatchNorm2d + ReLU6 as one fused op, except while a forward hook is
+  // installed, when it runs its three children one by one. Two identical models, one through each
+  // path, for two training steps' worth of forwards and one eval forward: same outputs, parameter
+  // gradients, BN buffers (running stats and num_batches_tracked): bit for bit on this machine;
+  // the tolerances leave room for a compiler contracting a*b + c differently in the two kernels.
+  const MobileNetV2Options opt{.width_mult = 0.35, .in_channels = 1, .num_outputs = 2, .dropout = 0.f, .seed = 9};
+  MobileNetV2 fused(opt), plain(opt);
+  Generator gen(2);
+  const Tensor x = Tensor::normal({4, 1, 32, 32}, 0, 1, gen), r = Tensor::normal({4, 2}, 0, 1, gen);
+  int children_seen = 0;
+  auto unfused = [&](const Tensor& in) {
+    ForwardHookGuard guard([&](Module& m, const Tensor&, const Tensor&) { children_seen += m.type_name() == "ReLU6"; });
+    return plain(in);
+  };
+  for (int step = 0; step < 2; ++step) {
+    fused.zero_grad(), plain.zero_grad();
+    Tensor yf = fused(x), yp = unfused(x);
+    sum(yf * r).backward();
+    sum(yp * r).backward();
+    const std::vector<float> a = yf.to_vector(), b = yp.to_vector();
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5f * (1 + std::fabs(b[i]))) << i;
+  }
+  EXPECT_EQ(children_seen, 2 * 35);  // 17 blocks (16 with 2 ReLU6s, 1 with 1) + stem + last
+  const auto pf = fused.named_parameters(), pp = plain.named_parameters();
+  ASSERT_EQ(pf.size(), pp.size());
+  for (size_t i = 0; i < pf.size(); ++i) {
+    const std::vector<float> a = pf[i].second.grad().to_vector(), b = pp[i].second.grad().to_vector();
+    const float scale = max_abs(pp[i].second.grad());
+    for (size_t j = 0; j < a.size(); ++j) ASSERT_NEAR(a[j], b[j], 1e-4f * scale + 1e-9f) << pf[i].first << " " << j;
+  }
+  const TensorMap sf = fused.state_dict(), sp = plain.state_dict();
+  for (const auto& [name, e] : sp) {
+    if (!is_buffer(name)) continue;
+    const std::vector<float> a = sf.at(name).tensor.to_vector(), b = e.tensor.to_vector();
+    for (size_t j = 0; j < a.size(); ++j) ASSERT_NEAR(a[j], b[j], 1e-5f * (1 + std::fabs(b[j]))) << name << " " << j;
+  }
+  EXPECT_EQ(sf.at("features.0.1.num_batches_tracked").tensor.item(), 2.f);
+  EXPECT_EQ(sf.at("features.1.conv.0.1.num_batches_tracked").tensor.item(), 2.f);
+  fused.eval(), plain.eval();
+  NoGradGuard no_grad;
+  const std::vector<float> a = fused(x).to_vector(), b = unfused(x).to_vector();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5f * (1 + std::fabs(b[i]))) << "eval " << i;
+}
+
+TEST(MobileNetV2, ConvNormActivationKeepsItsChildrenAndNames) {
+  Generator gen(3);
+  Conv2dNormActivation c(4, 8, 3, 2, 1, gen);
+  std::vector<std::string> names;
+  for (const auto& [name, t] : c.state_dict()) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"0.weight", "1.bias", "1.num_batches_tracked", "1.running_mean",
+                                             "1.running_var", "1.weight"}));
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_EQ(c[0].type_name(), "Conv2d");
+  EXPECT_EQ(c[1].type_name(), "BatchNorm2d");
+  EXPECT_EQ(c[2].type_name(), "ReLU6");
+  EXPECT_EQ(&c[0], c.conv.get());
+  EXPECT_EQ(&c[1], c.bn.get());
+  Tensor y = c(Tensor::ones({2, 4, 5, 5}));
+  EXPECT_EQ(y.shape(), (Shape{2, 8, 3, 3}));
+  EXPECT_EQ(c.bn->num_batches_tracked.item(), 1.f);
+  EXPECT_THROW(c(Tensor::ones({2, 3, 5, 5})), Error);
+}
+
 // ---------------------------------------------------------------- layers
 
 TEST(Layers, PyTorchDefaultInitialisation) {
