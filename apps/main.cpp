@@ -69,9 +69,10 @@ struct ConfigFlags {
     app->add_option("--weight-decay", weight_decay, "AdamW weight decay");
     app->add_option("--dropout", dropout, "dropout before the classifier");
     app->add_option("--patience", patience, "early stopping: epochs without a better validation AUC (0: off)");
-    app->add_option("--normalization", norm, "image normalisation: 'record' (z-score per record and channel) or "
-                                             "'image' (z-score per image)")
-        ->check(CLI::IsMember({"record", "image"}));
+    app->add_option("--normalization", norm, "image normalisation: 'record' (z-score per record and channel), "
+                                             "'image' (z-score per image) or 'none' (dB as computed; the "
+                                             "first batch norm scales them)")
+        ->check(CLI::IsMember({"record", "image", "none"}));
     app->add_flag("--log-frequency", log_frequency, "image rows spaced logarithmically in frequency");
     app->add_flag("--level-channel", level_channel, "add a channel with the heart-rate level (mean RR per frame)");
     app->add_option("--f-max", f_max, "highest frequency of the images (Hz)");
@@ -108,6 +109,9 @@ struct ConfigFlags {
         m->data.record_normalization = data::RecordNormalization::ZScore;
       } else if (norm == "image") {
         m->data.spectrogram.normalization = data::SpecNormalization::ZScore;
+        m->data.record_normalization = data::RecordNormalization::None;
+      } else if (norm == "none") {
+        m->data.spectrogram.normalization = data::SpecNormalization::None;
         m->data.record_normalization = data::RecordNormalization::None;
       }
     }
