@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 
+#include "tensor/allocator.h"
 #include "tensor/ops.h"
 
 namespace sleepnet {
@@ -57,15 +58,13 @@ static void check_shape(const Shape& shape, const char* op) {
 
 // ---------------------------------------------------------------- storage
 
+// Memory comes from the caching allocator (tensor/allocator.h): 64-byte aligned, NOT zeroed.
 Storage::Storage(int64_t size) : size_(size) {
   if (size < 0) throw Error("Storage: negative size");
-  size_t bytes = static_cast<size_t>(std::max<int64_t>(size, 1)) * sizeof(float);
-  bytes = (bytes + 63) / 64 * 64;
-  data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (!data_) throw Error(fmt::format("Storage: cannot allocate {} bytes", bytes));
+  data_ = static_cast<float*>(storage_allocator().allocate(static_cast<size_t>(size) * sizeof(float)));
 }
 
-Storage::~Storage() { std::free(data_); }
+Storage::~Storage() { storage_allocator().deallocate(data_, static_cast<size_t>(size_) * sizeof(float)); }
 
 // ---------------------------------------------------------------- generator
 

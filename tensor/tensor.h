@@ -41,7 +41,8 @@ Shape contiguous_strides(const Shape& shape);  // row-major strides
 // Wraps a possibly negative dim into [0, ndim); throws naming `op` when out of range.
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);
 
-// An aligned (64-byte) float buffer. Shared by every view of it; never resized.
+// An aligned (64-byte) float buffer from the caching allocator (tensor/allocator.h): its contents
+// start undefined (not zero). Shared by every view of it; never resized.
 class Storage {
  public:
   explicit Storage(int64_t size);
