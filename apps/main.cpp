@@ -49,7 +49,7 @@ struct ConfigFlags {
   std::string norm;
   int patience = -1;
   bool log_frequency = false;
-  bool level_channel = false;
+  bool no_level_channel = false;
   double f_max = -1;
   double min_coverage = -1, weight_decay = -1, dropout = -1;
 
@@ -74,7 +74,8 @@ struct ConfigFlags {
                                              "first batch norm scales them)")
         ->check(CLI::IsMember({"record", "image", "none"}));
     app->add_flag("--log-frequency", log_frequency, "image rows spaced logarithmically in frequency");
-    app->add_flag("--level-channel", level_channel, "add a channel with the heart-rate level (mean RR per frame)");
+    app->add_flag("--no-level-channel", no_level_channel,
+                  "images without the heart-rate level channel (mean RR per frame): the spectrogram only");
     app->add_option("--f-max", f_max, "highest frequency of the images (Hz)");
     app->add_option("--smooth", c.smooth_windows, "average p(apnea) over +-N neighbouring minutes (0: off)")
         ->capture_default_str();
@@ -102,7 +103,7 @@ struct ConfigFlags {
       if (dropout >= 0) m->train.dropout = static_cast<float>(dropout);
       if (min_coverage >= 0) m->data.min_coverage = min_coverage;
       if (log_frequency) m->data.spectrogram.log_frequency = true;
-      if (level_channel) m->data.spectrogram.level_channel = true;
+      if (no_level_channel) m->data.spectrogram.level_channel = false;
       if (f_max > 0) m->data.spectrogram.f_max_hz = f_max;
       if (norm == "record") {
         m->data.spectrogram.normalization = data::SpecNormalization::None;

@@ -158,7 +158,8 @@ RunConfig RunConfig::defaults() {
   c.apnea_dir = root + "/apnea-ecg";
   c.sleep_dir = root + "/slpdb";
   // Apnea model: the scored minute with three minutes of context on each side, RR channel only
-  // (the shipped Apnea-ECG files hold beat times, not the ECG, so there is no R amplitude), log
+  // (the shipped Apnea-ECG files hold beat times, not the ECG, so there is no R amplitude) plus the
+  // heart-rate level channel (each frame's mean RR), log
   // power z-scored per record (keeps a night's contrast between minutes; per-image z-scores erase
   // it), 32 x 32 images, MobileNetV2 width 0.5. Chosen by the comparison in the README.
   data::SpectrogramSettings& a = c.apnea.data.spectrogram;
@@ -166,6 +167,7 @@ RunConfig RunConfig::defaults() {
   a.height = 32;
   a.width = 32;
   a.amplitude_channel = false;
+  a.level_channel = true;  // heart-rate level beside its spectrogram: README, input-design table
   a.normalization = data::SpecNormalization::None;
   c.apnea.data.record_normalization = data::RecordNormalization::ZScore;
   c.apnea.data.target = data::Target::Apnea;
