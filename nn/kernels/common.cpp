@@ -44,7 +44,9 @@ BlasThreads::~BlasThreads() {
 }
 
 float* scratch(int slot, int64_t n) {
-  require(slot == 0 || slot == 1, "nn/kernels/common.cpp scratch", "slot must be 0 or 1");
+  // (the lazy require: this runs once per plane in some kernels, and a 19-character message would
+  // cost a heap allocation per call)
+  require(slot == 0 || slot == 1, "nn/kernels/common.cpp scratch", [] { return std::string("slot must be 0 or 1"); });
   thread_local std::vector<float> buffers[2];
   std::vector<float>& b = buffers[slot];
   if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));

@@ -2,6 +2,9 @@
 //
 //   require(cond, where, what)   throw sleepnet::Error("<where>: <what>") when cond is false
 //   max_threads()                OpenMP's thread budget (1 when built without OpenMP)
+//   threads_for(work, grain)     how many threads `work` units are worth (see below)
+//   parallel_for(n, T, f)        f(begin, end) over T contiguous chunks of [0, n): one parallel
+//                                region, no barrier inside; T == 1 is a plain call
 //   BlasThreads guard(n)         OpenBLAS's thread count set to n for the guard's lifetime
 //   scratch(slot, n)             a per-thread float buffer that grows and is reused (no malloc in
 //                                the steady state); slots let one kernel hold two buffers at once
@@ -9,11 +12,26 @@
 // Threading rule used by every kernel: parallelism comes from OpenMP. OpenBLAS (the pthread build
 // on Debian) keeps its own pool of threads; letting both pools run at once oversubscribes the
 // cores, so kernels that call sgemm from inside an OpenMP region first pin OpenBLAS to one thread.
+//
+// Fork/join and barriers. A parallel region wakes the thread team and ends in a join; every
+// `omp for` or `omp single` without `nowait` adds a barrier. Each one costs microseconds on an idle
+// machine and a scheduler time slice on a busy one (a barrier waits for the thread that lost its
+// core), and a MobileNetV2 training step runs hundreds of kernels. So a kernel opens at most one
+// region per call, with no barrier inside unless a result must be complete before the next phase
+// (the weight-gradient reduction in conv.cpp), and small work never reaches the OpenMP runtime:
+// threads_for() gives 1 below `grain` units per thread, and parallel_for() with one thread is a
+// plain function call (an `omp parallel if(false)` region still enters libgomp, which allocates
+// and frees a team each time).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <type_traits>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "tensor/tensor.h"  // sleepnet::Error
 
@@ -46,6 +64,37 @@ inline void require(bool cond, const char* where, MakeWhat&& what) {
 
 // Number of threads an `omp parallel` region would use here (1 without OpenMP).
 int max_threads();
+
+// Threads worth using for `work` units when each thread should get at least `grain` of them:
+// between 1 and max_threads().
+inline int threads_for(int64_t work, int64_t grain) {
+  const int64_t most = max_threads();
+  const int64_t t = grain > 0 ? work / grain : most;
+  return static_cast<int>(t < 1 ? 1 : (t > most ? most : t));
+}
+
+// Calls f(begin, end) on `threads` contiguous chunks of [0, n), in one parallel region with no
+// barrier but the join (thread t gets chunk t; chunk boundaries are multiples of `align`). With one
+// thread (or without OpenMP) it is a plain call f(0, n).
+template <class F>
+void parallel_for(int64_t n, int threads, F&& f, int64_t align = 1) {
+  if (n <= 0) return;
+  if (threads <= 1 || n <= align) {
+    f(int64_t{0}, n);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t units = (n + align - 1) / align;
+    const int64_t b = std::min(n, units * t / T * align), e = std::min(n, units * (t + 1) / T * align);
+    if (b < e) f(b, e);
+  }
+#else
+  f(int64_t{0}, n);
+#endif
+}
 
 // Which thread of the current parallel region this is (0 outside one, or without OpenMP).
 int thread_num();

@@ -32,10 +32,25 @@
 //
 //   which is the forward pass (1) applied to g, with the kernel rotated by 180 degrees and
 //   padding KH-1-PH: the stride-1 backward-data pass IS a depthwise convolution, and reuses the
-//   forward's 3x3 loops. With stride 2 only every other kh (and kw) reaches a given ih (iw): the
+//   forward's loops. With stride 2 only every other kh (and kw) reaches a given ih (iw): the
 //   parity of ih + PH decides which, so even and odd input rows get different sums.
 //
 // backward-bias: dL/db = sum_{n, oh, ow} g[oh, ow] (conv2d_backward_bias in conv.cpp).
+//
+// ---- Three ways through a plane ----------------------------------------------------------------
+// Each (n, c) plane is independent, so every pass is a loop over planes (forward, backward-data:
+// N*C of them, split across threads; backward-weight: per channel, over the batch). How one plane
+// is computed depends on its size (measured on MobileNetV2's layers, bench_kernels_depthwise):
+//
+//   tiny planes   (at most 64 pixels in and out, 1024 pairs: 4x4, 2x2, 1x1, 8x8 -> 4x4): the plane
+//                 as a small dense matrix, built once per channel;
+//   3x3, stride 1 or 2 (every other MobileNetV2 layer): "flat polyphase" planes, the whole plane
+//                 one branch-free loop of nine shifted loads;
+//   anything else (5x5, stride 3, mixed strides): the general phase-plane path, any kernel,
+//                 stride and padding.
+//
+// Every path sums in float with the reference's order of terms where it can (forward: (kh, kw)
+// order, then the bias) and is checked against the `_ref` twins at the bottom of this file.
 #include "nn/kernels/depthwise.h"
 
 #include <algorithm>
@@ -51,44 +66,52 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Below this many multiply-adds a depthwise pass runs on one thread (waking the team costs more).
-constexpr int64_t kMinParallelMacs = 1 << 16;
-
-[[maybe_unused]] bool worth_threads(const Conv2dGeom& g) { return g.N * g.C * g.OH() * g.OW() * g.KH * g.KW >= kMinParallelMacs; }
+// Threads for a pass: one more thread per 32k multiply-adds (below 64k a pass runs on one thread:
+// waking the team costs more; see common.h).
+int pass_threads(const Conv2dGeom& g) { return threads_for(g.N * g.C * g.OH() * g.OW() * g.KH * g.KW, 1 << 15); }
 
 void check_depthwise(const Conv2dGeom& g, const char* who) {
   g.validate(who);
-  require(g.groups == g.C && g.OC == g.C, who,
-          "depthwise convolution needs groups == C == OC (channel multiplier 1), got C = " +
-              std::to_string(g.C) + ", OC = " + std::to_string(g.OC) +
-              ", groups = " + std::to_string(g.groups) + " (nn/kernels/depthwise.h)");
+  require(g.groups == g.C && g.OC == g.C, who, [&] {
+    return "depthwise convolution needs groups == C == OC (channel multiplier 1), got C = " + std::to_string(g.C) +
+           ", OC = " + std::to_string(g.OC) + ", groups = " + std::to_string(g.groups) + " (nn/kernels/depthwise.h)";
+  });
 }
 
-// sum_i a[i] * b[i * STEP]: float partial sums in vector lanes (`omp simd` allows exactly this
-// reordering), returned in double. Callers keep n to one row, so float partials stay accurate.
-template <int STEP>
-double dot_lanes(const float* __restrict a, const float* __restrict b, int64_t n) {
-  simd_acc s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i * STEP];
-  return s;
+// d[0, n) = s[0, n) in whole blocks of 16, 8 or 4 floats, the last block overlapping the one before
+// when n is not a multiple: short rows cost a few vector moves and no library call.
+template <int K>
+[[gnu::always_inline]] inline void move_block(float* d, const float* s) {
+  float t[K];
+  std::memcpy(t, s, sizeof t);
+  std::memcpy(d, t, sizeof t);
+}
+[[gnu::always_inline]] inline void copy_floats(float* __restrict d, const float* __restrict s, int64_t n) {
+  if (n >= 16) {
+    for (int64_t i = 0; i + 16 <= n; i += 16) move_block<16>(d + i, s + i);
+    if (n % 16 != 0) move_block<16>(d + n - 16, s + n - 16);
+  } else if (n >= 8) {
+    move_block<8>(d, s);
+    move_block<8>(d + n - 8, s + n - 8);
+  } else if (n >= 4) {
+    move_block<4>(d, s);
+    move_block<4>(d + n - 4, s + n - 4);
+  } else {
+    for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+  }
 }
 
-SLEEPNET_MULTIVERSION double dot_lanes_1(const float* a, const float* b, int64_t n) { return dot_lanes<1>(a, b, n); }
-SLEEPNET_MULTIVERSION double dot_lanes_2(const float* a, const float* b, int64_t n) { return dot_lanes<2>(a, b, n); }
-
-double dot_lanes(const float* a, const float* b, int64_t n, int64_t step) {
-  if (step == 1) return dot_lanes_1(a, b, n);
-  if (step == 2) return dot_lanes_2(a, b, n);
-  double s = 0.0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i * step];
-  return s;
+// d[0, n) = 0: the few padding floats of a row without a library call.
+[[gnu::always_inline]] inline void zero_floats(float* d, int64_t n) {
+  if (n > 4) std::memset(d, 0, sizeof(float) * static_cast<size_t>(n));
+  else
+    for (int64_t i = 0; i < n; ++i) d[i] = 0.f;
 }
 
-// ---- the phase plane ------------------------------------------------------------------------------
-// All three kernels walk one (n, c) plane through the same index map: tap (kh, kw) of output
-// (oh, ow) touches input pixel (oh*SH - PH + kh, ow*SW - PW + kw). Two tricks make every inner loop
-// branch-free and contiguous, for any kernel, stride and padding:
+// ---- the general path: phase planes ------------------------------------------------------------------
+// Any kernel, stride and padding (5x5, stride 3, mixed strides; MobileNetV2 never comes here). Tap
+// (kh, kw) of output (oh, ow) touches input pixel (oh*SH - PH + kh, ow*SW - PW + kw). Two tricks
+// make every inner loop branch-free and contiguous:
 //
 //   1. Copy the plane once into a zero-padded buffer (padded row r = ih + PH, column c = iw + PW):
 //      taps that fall in the padding read zeros, so no loop needs a bounds check and the border
@@ -104,7 +127,8 @@ double dot_lanes(const float* a, const float* b, int64_t n, int64_t step) {
 // taps read (trailing input rows or columns no output reaches are left out).
 // Forward and backward-weight read the plane; backward-data, being the transpose of the forward,
 // adds into a zeroed plane and then applies the transpose of the copy: each input pixel takes
-// the value of its one slot (cropping the padding and merging the phases).
+// the value of its one slot (cropping the padding and merging the phases). (The 3x3 fast path
+// above generalises the same idea to rows: its phases split the rows by the stride too.)
 
 struct PhasePlane {
   int64_t rows = 0, S = 1, len = 0;  // Hp rows, S phases per row, each `len` floats
@@ -117,9 +141,7 @@ struct PhasePlane {
 };
 
 // split: one phase per stride step (contiguous taps), or the padded rows as they are (S = 1,
-// taps read every SW-th float). Measured: the forward and backward-weight passes are faster
-// reading stride-2 taps from an unsplit plane (the compiler's strided loads are cheap, and the
-// split copy is not); backward-data, which adds into the plane, needs the split to vectorize.
+// taps read every SW-th float).
 PhasePlane phase_plane(const Conv2dGeom& g, bool split) {
   const int64_t Wp = (g.OW() - 1) * g.SW + g.KW;
   const int64_t S = split ? g.SW : 1;
@@ -131,29 +153,29 @@ PhasePlane phase_plane(const Conv2dGeom& g, bool split) {
 // plane <- padded, phase-split copy of the input plane x [H, W].
 void fill_plane(const Conv2dGeom& g, const float* __restrict x, const PhasePlane& P) {
   const int64_t H = g.H, W = g.W, PH = g.PH, PW = g.PW, S = P.S, len = P.len;
-  for (int64_t r = 0; r < P.rows; ++r) {
-    const int64_t ih = r - PH;
-    for (int64_t q = 0; q < S; ++q) {
+  for (int64_t q = 0; q < S; ++q) {
+    // slots j whose input column iw = j*S + q - PW lies in [0, W): [lo, hi)
+    const int64_t lo = std::min(len, PW - q > 0 ? ceil_div(PW - q, S) : int64_t{0});
+    const int64_t last = W - 1 + PW - q;
+    const int64_t hi = std::max(lo, last < 0 ? int64_t{0} : std::min(len, last / S + 1));
+    for (int64_t r = 0; r < P.rows; ++r) {
+      const int64_t ih = r - PH;
       float* __restrict o = P.row(r, q);
       if (ih < 0 || ih >= H) {
-        std::memset(o, 0, sizeof(float) * len);
+        for (int64_t j = 0; j < len; ++j) o[j] = 0.f;
         continue;
       }
-      // slots j whose input column iw = j*S + q - PW lies in [0, W)
-      const int64_t lo = std::min(len, PW - q > 0 ? ceil_div(PW - q, S) : int64_t{0});
-      const int64_t last = W - 1 + PW - q;
-      const int64_t hi = std::max(lo, last < 0 ? int64_t{0} : std::min(len, last / S + 1));
       const float* __restrict xr = x + ih * W;
-      for (int64_t j = 0; j < lo; ++j) o[j] = 0.f;
+      zero_floats(o, lo);
       if (S == 1) {
-        for (int64_t j = lo; j < hi; ++j) o[j] = xr[j - PW];
+        copy_floats(o + lo, xr + lo - PW, hi - lo);
       } else if (S == 2) {  // constant stride: the compiler vectorizes the de-interleave
         const float* __restrict xq = xr + q - PW;
         for (int64_t j = lo; j < hi; ++j) o[j] = xq[2 * j];
       } else {
         for (int64_t j = lo; j < hi; ++j) o[j] = xr[j * S + q - PW];
       }
-      for (int64_t j = hi; j < len; ++j) o[j] = 0.f;
+      zero_floats(o + hi, len - hi);
     }
   }
 }
@@ -197,65 +219,25 @@ void unfill_plane(const Conv2dGeom& g, const PhasePlane& P, float* __restrict dx
   }
 }
 
-// ---- forward ----
-
-// One output row of a 3x3 kernel: nine taps, each a contiguous row of the plane, summed in
-// registers in (kh, kw) order, then the bias (the reference's order of operations).
-// (Three row pointers rather than nine tap pointers: taps of one row overlap, and the compiler
-// shares their loads only when it can see that.)
+// sum_i a[i] * b[i * step] in double (float partial sums in vector lanes for steps 1 and 2, which
+// `omp simd` allows; callers keep n to one row, so the float partials stay accurate).
 template <int STEP>
-inline void row_3x3(float* __restrict o, const float* __restrict r0, const float* __restrict r1,
-             const float* __restrict r2, const float* __restrict w, float b, int64_t n) {
-  const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7],
-              w8 = w[8];
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t j = i * STEP;
-    float acc = w0 * r0[j];
-    acc += w1 * r0[j + 1];
-    acc += w2 * r0[j + 2];
-    acc += w3 * r1[j];
-    acc += w4 * r1[j + 1];
-    acc += w5 * r1[j + 2];
-    acc += w6 * r2[j];
-    acc += w7 * r2[j + 1];
-    acc += w8 * r2[j + 2];
-    o[i] = acc + b;
-  }
+double dot_lanes(const float* __restrict a, const float* __restrict b, int64_t n) {
+  simd_acc s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i * STEP];
+  return s;
 }
 
-SLEEPNET_MULTIVERSION void row_3x3_s1(float* o, const float* r0, const float* r1, const float* r2,
-                                      const float* w, float b, int64_t n) {
-  row_3x3<1>(o, r0, r1, r2, w, b, n);
-}
-SLEEPNET_MULTIVERSION void row_3x3_s2(float* o, const float* r0, const float* r1, const float* r2,
-                                      const float* w, float b, int64_t n) {
-  row_3x3<2>(o, r0, r1, r2, w, b, n);
-}
+SLEEPNET_MULTIVERSION double dot_lanes_1(const float* a, const float* b, int64_t n) { return dot_lanes<1>(a, b, n); }
+SLEEPNET_MULTIVERSION double dot_lanes_2(const float* a, const float* b, int64_t n) { return dot_lanes<2>(a, b, n); }
 
-// The nine dot products of one dy row g with the taps of three plane rows (tap kw of output i at
-// r[i*STEP + kw]), added to acc[9] in double; one pass over g, float partials in vector lanes.
-template <int STEP>
-inline void dw_row_3x3(const float* __restrict g, const float* __restrict r0, const float* __restrict r1,
-                       const float* __restrict r2, int64_t n, double* acc) {
-  simd_acc a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0, a8 = 0;
-#pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7, a8)
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t j = i * STEP;
-    const float gi = g[i];
-    a0 += gi * r0[j], a1 += gi * r0[j + 1], a2 += gi * r0[j + 2];
-    a3 += gi * r1[j], a4 += gi * r1[j + 1], a5 += gi * r1[j + 2];
-    a6 += gi * r2[j], a7 += gi * r2[j + 1], a8 += gi * r2[j + 2];
-  }
-  acc[0] += a0, acc[1] += a1, acc[2] += a2, acc[3] += a3, acc[4] += a4;
-  acc[5] += a5, acc[6] += a6, acc[7] += a7, acc[8] += a8;
-}
-SLEEPNET_MULTIVERSION void dw_row_3x3_s1(const float* g, const float* r0, const float* r1, const float* r2,
-                                         int64_t n, double* acc) {
-  dw_row_3x3<1>(g, r0, r1, r2, n, acc);
-}
-SLEEPNET_MULTIVERSION void dw_row_3x3_s2(const float* g, const float* r0, const float* r1, const float* r2,
-                                         int64_t n, double* acc) {
-  dw_row_3x3<2>(g, r0, r1, r2, n, acc);
+double dot_lanes(const float* a, const float* b, int64_t n, int64_t step) {
+  if (step == 1) return dot_lanes_1(a, b, n);
+  if (step == 2) return dot_lanes_2(a, b, n);
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i * step];
+  return s;
 }
 
 // t[i] += w * g[i]: one tap of the backward-data scatter.
@@ -263,87 +245,31 @@ SLEEPNET_MULTIVERSION void axpy(float* __restrict t, const float* __restrict g, 
   for (int64_t i = 0; i < n; ++i) t[i] += w * g[i];
 }
 
-// y [OH, OW] from a filled plane: formula (1) with every tap a contiguous plane row.
-void forward_from_plane(const Conv2dGeom& g, const PhasePlane& P, const float* w, float b, float* y) {
-  const int64_t OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW, SH = g.SH, step = P.step;
-  auto tap = [&](int64_t oh, int64_t kh, int64_t kw) { return P.tap(SH, oh, kh, kw); };
+// y [OH, OW] = formula (1) for one plane: the plane filled, then every tap a (strided) plane row.
+void forward_plane(const Conv2dGeom& g, const float* x, const float* w, float b, float* y) {
+  const PhasePlane P = phase_plane(g, false);
+  fill_plane(g, x, P);
+  const int64_t OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW, step = P.step;
   for (int64_t oh = 0; oh < OH; ++oh) {
     float* __restrict o = y + oh * OW;
-    if (KH == 3 && KW == 3 && P.S == 1 && (step == 1 || step == 2)) {  // unsplit rows: tap kw at +kw
-      (step == 1 ? row_3x3_s1 : row_3x3_s2)(o, tap(oh, 0, 0), tap(oh, 1, 0), tap(oh, 2, 0), w, b, OW);
-      continue;
-    }
     std::fill(o, o + OW, 0.f);
     for (int64_t kh = 0; kh < KH; ++kh)
       for (int64_t kw = 0; kw < KW; ++kw) {
         const float wv = w[kh * KW + kw];
-        const float* __restrict t = tap(oh, kh, kw);
+        const float* __restrict t = P.tap(g.SH, oh, kh, kw);
         for (int64_t ow = 0; ow < OW; ++ow) o[ow] += wv * t[ow * step];
       }
     for (int64_t ow = 0; ow < OW; ++ow) o[ow] += b;
   }
 }
 
-// One output with bounds checks, terms in the reference's order (the border of the direct path).
-float forward_point(const Conv2dGeom& g, const float* x, const float* w, float b, int64_t oh, int64_t ow) {
-  float acc = 0.f;
-  for (int64_t kh = 0; kh < g.KH; ++kh) {
-    const int64_t ih = oh * g.SH - g.PH + kh;
-    if (ih < 0 || ih >= g.H) continue;
-    for (int64_t kw = 0; kw < g.KW; ++kw) {
-      const int64_t iw = ow * g.SW - g.PW + kw;
-      if (iw >= 0 && iw < g.W) acc += w[kh * g.KW + kw] * x[ih * g.W + iw];
-    }
-  }
-  return acc + b;
-}
-
-// Outputs o in [0, O) whose whole window [o*S - P, o*S - P + K) lies inside [0, I).
-std::pair<int64_t, int64_t> interior(int64_t O, int64_t I, int64_t K, int64_t S, int64_t P) {
-  const int64_t lo = std::min(O, ceil_div(P, S));
-  const int64_t last = I - K + P;  // o*S <= last
-  const int64_t hi = last < 0 ? lo : std::max(lo, std::min(O, last / S + 1));
-  return {lo, hi};
-}
-
-// 3x3 stride 2 straight from x: a stride-2 plane is 4x its output, and copying it into a padded
-// plane costs more than the convolution (measured). Interior outputs read x directly (no bounds
-// checks), the one-pixel border goes through forward_point.
-void forward_plane_direct_s2(const Conv2dGeom& g, const float* x, const float* w, float b, float* y) {
-  const int64_t W = g.W, OH = g.OH(), OW = g.OW(), PH = g.PH, PW = g.PW;
-  const auto [rlo, rhi] = interior(OH, g.H, 3, 2, PH);
-  const auto [clo, chi] = interior(OW, W, 3, 2, PW);
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    float* o = y + oh * OW;
-    if (oh < rlo || oh >= rhi || chi <= clo) {
-      for (int64_t ow = 0; ow < OW; ++ow) o[ow] = forward_point(g, x, w, b, oh, ow);
-      continue;
-    }
-    for (int64_t ow = 0; ow < clo; ++ow) o[ow] = forward_point(g, x, w, b, oh, ow);
-    const float* r0 = x + (oh * 2 - PH) * W + clo * 2 - PW;
-    row_3x3_s2(o + clo, r0, r0 + W, r0 + 2 * W, w, b, chi - clo);
-    for (int64_t ow = chi; ow < OW; ++ow) o[ow] = forward_point(g, x, w, b, oh, ow);
-  }
-}
-
-void forward_plane(const Conv2dGeom& g, const float* x, const float* w, float b, float* y) {
-  if (g.KH == 3 && g.KW == 3 && g.SH == 2 && g.SW == 2) return forward_plane_direct_s2(g, x, w, b, y);
-  const PhasePlane P = phase_plane(g, false);
-  fill_plane(g, x, P);
-  forward_from_plane(g, P, w, b, y);
-}
-
-// ---- backward-data ----
-
-// Stride 1 with padding <= K - 1: the forward pass on dy with the kernel rotated by 180 degrees
-// and padding K - 1 - P (see the derivation at the top); 3x3 gets the fused row loop.
-bool backward_data_is_rotated_forward(const Conv2dGeom& g) {
-  return g.SH == 1 && g.SW == 1 && g.PH <= g.KH - 1 && g.PW <= g.KW - 1;
-}
-
+// dx [H, W] = formula (3) for one plane. Stride 1 with padding <= K - 1: the forward on dy with the
+// kernel rotated by 180 degrees and padding K - 1 - P (see the derivation at the top); otherwise
+// the scatter: every dy row is added, times each weight, to the plane rows its taps read, and the
+// plane is folded back onto the input.
 void backward_data_plane(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
   const int64_t KH = g.KH, KW = g.KW, OW = g.OW();
-  if (backward_data_is_rotated_forward(g)) {
+  if (g.SH == 1 && g.SW == 1 && g.PH <= KH - 1 && g.PW <= KW - 1) {
     Conv2dGeom t = g;
     t.H = g.OH(), t.W = g.OW(), t.PH = KH - 1 - g.PH, t.PW = KW - 1 - g.PW;  // t.OH() == H, t.OW() == W
     float* rot = scratch(1, KH * KW);
@@ -351,185 +277,542 @@ void backward_data_plane(const Conv2dGeom& g, const float* dy, const float* w, f
     forward_plane(t, dy, rot, 0.f, dx);
     return;
   }
-  // Scatter form of (3) on the plane: every output gradient row is added, times each weight, to
-  // the plane rows its taps read; then the plane is folded back onto the input.
   const PhasePlane P = phase_plane(g, true);  // split: step 1
   std::fill(P.data, P.data + P.size(), 0.f);
   for (int64_t oh = 0; oh < g.OH(); ++oh) {
     const float* __restrict gr = dy + oh * OW;
     for (int64_t kh = 0; kh < KH; ++kh)
-      for (int64_t kw = 0; kw < KW; ++kw) {
-        axpy(P.tap(g.SH, oh, kh, kw), gr, w[kh * KW + kw], OW);
-      }
+      for (int64_t kw = 0; kw < KW; ++kw) axpy(P.tap(g.SH, oh, kh, kw), gr, w[kh * KW + kw], OW);
   }
   unfill_plane(g, P, dx);
 }
 
-// ---- small planes: channels innermost ------------------------------------------------------------
-// Late MobileNetV2 layers have tiny planes (7x7 down to 2x2) and many channels. Walking them plane
-// by plane spends more time on loop overhead than on arithmetic, so for planes of at most
-// a few hundred pixels (small_planes) a block of kCB channels of one image is transposed to channel-last order
-// (padded, in scratch memory), computed with every inner loop running over the block's channels
-// (contiguous, vectorized), and transposed back. Same formulas, same order of terms.
-
-constexpr int64_t kCB = 32;  // channels per block
-
-// Input planes of at most this many pixels take the channel-last path, per pass (measured with
-// bench_kernels_depthwise on MobileNetV2's shapes: the weight gradient gains 2-3.7x on 14x14 and
-// 16x16 planes that way, stride-2 backward-data 1.5-2.4x, the forward only below 8x8).
-enum class Pass { Forward, BackwardData, BackwardWeight };
-bool small_planes(const Conv2dGeom& g, Pass pass) {
-  const int64_t limit = pass == Pass::Forward ? 64 : pass == Pass::BackwardWeight ? 256 : (g.SW == 2 ? 256 : 64);
-  return g.H * g.W <= limit;
+// acc[kh*KW + kw] += formula (2) for one plane: for each output row and tap, a dot product of the
+// dy row with the tap's plane row (padding contributes zeros).
+void backward_weight_plane(const Conv2dGeom& g, const PhasePlane& P, const float* x, const float* dy, double* acc) {
+  fill_plane(g, x, P);
+  const int64_t OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw) acc[kh * KW + kw] += dot_lanes(dy + oh * OW, P.tap(g.SH, oh, kh, kw), OW, P.step);
 }
 
-struct SmallGeom {
-  int64_t Hp, Wp;  // padded rows and columns that taps reach
-  explicit SmallGeom(const Conv2dGeom& g)
-      : Hp((g.OH() - 1) * g.SH + g.KH), Wp((g.OW() - 1) * g.SW + g.KW) {}
-  // padded pixel read by tap (kh, kw) of output (oh, ow)
-  int64_t pix(const Conv2dGeom& g, int64_t oh, int64_t ow, int64_t kh, int64_t kw) const {
-    return (oh * g.SH + kh) * Wp + ow * g.SW + kw;
+// ---- tiny planes: a plane as a small matrix -------------------------------------------------------
+// Late MobileNetV2 layers have tiny planes (4x4 and 2x2 at a 64x64 input, down to 1x1 at 32x32)
+// and hundreds of channels. A row of 2 or 4 pixels leaves a vector register mostly empty, and the
+// padded plane of the flat path is mostly padding, so for planes with at most 64 pixels in and out
+// and at most 1024 (input, output) pairs (4x4, 2x2, 1x1, and 8x8 -> 4x4 with stride 2) the
+// convolution of one channel is written as the matrix it is:
+//
+//   y_plane [OHW] = M_c [OHW, HW] x_plane [HW],   M_c[o][q] = w_c[kh, kw] when tap (kh, kw) of
+//                                                 output o reads pixel q, else 0
+//
+// (the taps of one output read different pixels, so an entry holds at most one weight; padding is
+// the zero entries; any kernel size, stride and padding). M_c is built once per channel and used
+// for all N images. Per image the product is HW multiply-adds of a vector of OHW outputs by a
+// broadcast input pixel: for a 4x4 plane 16 vector operations for 16 outputs, with no copies, no
+// shuffles and no border code. The backward passes use the same matrix:
+//
+//   backward-data:   dx_plane = M_c^T dy_plane
+//   backward-weight: D = sum over images of x_plane dy_plane^T  [HW, OHW]; dw[k] = the sum of the
+//                    entries (q, o) of D where tap k of output o reads pixel q (formula (2))
+//
+// Summation order: y sums its terms in pixel order, which for one output is the reference's (kh, kw)
+// order; zero entries add w * 0 = 0.
+
+bool tiny_planes(const Conv2dGeom& g) {
+  const int64_t HW = g.H * g.W, OHW = g.OH() * g.OW();
+  return HW <= 64 && OHW <= 64 && HW * OHW <= 1024;
+}
+
+// The (input pixel q, output o) pairs a tap links, once per call: tap k = kh*KW + kw of output o
+// reads pixel q.
+struct TinyLinks {
+  int64_t HW = 0, OHW = 0;
+  std::vector<int32_t> q, o, k;
+  explicit TinyLinks(const Conv2dGeom& g) : HW(g.H * g.W), OHW(g.OH() * g.OW()) {
+    const int64_t OH = g.OH(), OW = g.OW();
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow)
+        for (int64_t kh = 0; kh < g.KH; ++kh)
+          for (int64_t kw = 0; kw < g.KW; ++kw) {
+            const int64_t ih = oh * g.SH - g.PH + kh, iw = ow * g.SW - g.PW + kw;
+            if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+            q.push_back(static_cast<int32_t>(ih * g.W + iw));
+            o.push_back(static_cast<int32_t>(oh * OW + ow));
+            k.push_back(static_cast<int32_t>(kh * g.KW + kw));
+          }
+  }
+  // A = M_c^T as [HW][OHW] (transposed = false: row q holds pixel q's weight in every output, what
+  // the forward multiplies by x[q]) or M_c as [OHW][HW] (transposed = true, for backward-data).
+  void matrix(const float* wc, bool transposed, float* A) const {
+    std::fill(A, A + HW * OHW, 0.f);
+    for (size_t i = 0; i < q.size(); ++i)
+      A[transposed ? o[i] * HW + q[i] : q[i] * OHW + o[i]] = wc[k[i]];
   }
 };
 
-// xt[Hp*Wp][kCB] <- channels [c0, c0+nb) of image plane block `x` (zero padding).
-void to_channel_last(const Conv2dGeom& g, const SmallGeom& s, const float* x, int64_t nb, float* xt) {
-  std::fill(xt, xt + s.Hp * s.Wp * kCB, 0.f);
-  for (int64_t c = 0; c < nb; ++c)
-    for (int64_t ih = 0; ih < g.H && ih + g.PH < s.Hp; ++ih)
-      for (int64_t iw = 0; iw < g.W && iw + g.PW < s.Wp; ++iw)
-        xt[((ih + g.PH) * s.Wp + iw + g.PW) * kCB + c] = x[(c * g.H + ih) * g.W + iw];
-}
-
-// Weights of channels [c0, c0+nb) as wt[KK][kCB].
-void weights_channel_last(const Conv2dGeom& g, const float* w, int64_t c0, int64_t nb, float* wt) {
-  const int64_t KK = g.KH * g.KW;
-  std::fill(wt, wt + KK * kCB, 0.f);
-  for (int64_t c = 0; c < nb; ++c)
-    for (int64_t k = 0; k < KK; ++k) wt[k * kCB + c] = w[(c0 + c) * KK + k];
-}
-
-// The arithmetic of one block, every inner loop over the block's kCB channels.
-// yt[OH*OW][kCB] = formula (1): taps in (kh, kw) order, then the bias.
-SLEEPNET_MULTIVERSION void forward_small_block(const Conv2dGeom& g, const SmallGeom& s, const float* xt,
-                                               const float* wt, const float* bt, float* yt) {
-  const int64_t OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
-  for (int64_t oh = 0; oh < OH; ++oh)
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      float* __restrict acc = yt + (oh * OW + ow) * kCB;
-      for (int64_t kh = 0; kh < KH; ++kh)
-        for (int64_t kw = 0; kw < KW; ++kw) {
-          const float* __restrict xv = xt + s.pix(g, oh, ow, kh, kw) * kCB;
-          const float* __restrict wv = wt + (kh * KW + kw) * kCB;
-          if (kh == 0 && kw == 0)
-            for (int64_t c = 0; c < kCB; ++c) acc[c] = wv[c] * xv[c];
-          else
-            for (int64_t c = 0; c < kCB; ++c) acc[c] += wv[c] * xv[c];
-        }
-      for (int64_t c = 0; c < kCB; ++c) acc[c] += bt[c];
+// y_p[o] = sum_q A[q][o] * x_p[q] (+ bias) for `count` planes (x_p = x + p*xs, y_p = y + p*ys).
+// Four planes at a time: four independent accumulator chains share each loaded row of A.
+template <int IN, int OUT, bool BIAS>
+[[gnu::always_inline]] inline void matvec_planes(int64_t in_, int64_t out_, const float* __restrict A,
+                                                 const float* __restrict x, int64_t xs, float* __restrict y,
+                                                 int64_t ys, int64_t count, float bias) {
+  const int64_t in = IN > 0 ? IN : in_, out = OUT > 0 ? OUT : out_;
+  constexpr int kMax = OUT > 0 ? OUT : 64;
+  int64_t p = 0;
+  for (; p + 4 <= count; p += 4) {
+    float a0[kMax], a1[kMax], a2[kMax], a3[kMax];
+    for (int64_t o = 0; o < out; ++o) a0[o] = a1[o] = a2[o] = a3[o] = 0.f;
+    const float *__restrict x0 = x + p * xs, *__restrict x1 = x0 + xs, *__restrict x2 = x1 + xs, *__restrict x3 = x2 + xs;
+    for (int64_t q = 0; q < in; ++q) {
+      const float v0 = x0[q], v1 = x1[q], v2 = x2[q], v3 = x3[q];
+      const float* __restrict aq = A + q * out;
+#pragma omp simd
+      for (int64_t o = 0; o < out; ++o) {
+        a0[o] += aq[o] * v0;
+        a1[o] += aq[o] * v1;
+        a2[o] += aq[o] * v2;
+        a3[o] += aq[o] * v3;
+      }
     }
-}
-
-// dxt[Hp*Wp][kCB] += scatter form of (3).
-SLEEPNET_MULTIVERSION void backward_data_small_block(const Conv2dGeom& g, const SmallGeom& s, const float* dyt,
-                                                     const float* wt, float* dxt) {
-  const int64_t OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
-  for (int64_t oh = 0; oh < OH; ++oh)
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      const float* __restrict gv = dyt + (oh * OW + ow) * kCB;
-      for (int64_t kh = 0; kh < KH; ++kh)
-        for (int64_t kw = 0; kw < KW; ++kw) {
-          float* __restrict d = dxt + s.pix(g, oh, ow, kh, kw) * kCB;
-          const float* __restrict wv = wt + (kh * KW + kw) * kCB;
-          for (int64_t c = 0; c < kCB; ++c) d[c] += wv[c] * gv[c];
-        }
+    float *__restrict y0 = y + p * ys, *__restrict y1 = y0 + ys, *__restrict y2 = y1 + ys, *__restrict y3 = y2 + ys;
+#pragma omp simd
+    for (int64_t o = 0; o < out; ++o) {
+      y0[o] = BIAS ? a0[o] + bias : a0[o];
+      y1[o] = BIAS ? a1[o] + bias : a1[o];
+      y2[o] = BIAS ? a2[o] + bias : a2[o];
+      y3[o] = BIAS ? a3[o] + bias : a3[o];
     }
-}
-
-// part[KK][kCB] += formula (2) for one image.
-SLEEPNET_MULTIVERSION void backward_weight_small_block(const Conv2dGeom& g, const SmallGeom& s, const float* gt,
-                                                       const float* xt, float* part) {
-  const int64_t OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
-  for (int64_t oh = 0; oh < OH; ++oh)
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      const float* __restrict gv = gt + (oh * OW + ow) * kCB;
-      for (int64_t kh = 0; kh < KH; ++kh)
-        for (int64_t kw = 0; kw < KW; ++kw) {
-          const float* __restrict xv = xt + s.pix(g, oh, ow, kh, kw) * kCB;
-          float* __restrict pv = part + (kh * KW + kw) * kCB;
-          for (int64_t c = 0; c < kCB; ++c) pv[c] += gv[c] * xv[c];
-        }
+  }
+  for (; p < count; ++p) {
+    float a0[kMax];
+    for (int64_t o = 0; o < out; ++o) a0[o] = 0.f;
+    const float* __restrict x0 = x + p * xs;
+    for (int64_t q = 0; q < in; ++q) {
+      const float v0 = x0[q];
+      const float* __restrict aq = A + q * out;
+#pragma omp simd
+      for (int64_t o = 0; o < out; ++o) a0[o] += aq[o] * v0;
     }
-}
-
-void forward_small(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
-  const SmallGeom s(g);
-  const int64_t C = g.C, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW, blocks = ceil_div(C, kCB);
-#pragma omp parallel for schedule(static) if (worth_threads(g))
-  for (int64_t item = 0; item < g.N * blocks; ++item) {
-    const int64_t n = item / blocks, c0 = (item % blocks) * kCB, nb = std::min(kCB, C - c0);
-    float* xt = scratch(0, s.Hp * s.Wp * kCB + (OH * OW + KH * KW + 1) * kCB);
-    float* yt = xt + s.Hp * s.Wp * kCB;
-    float* wt = yt + OH * OW * kCB;
-    float* bt = wt + KH * KW * kCB;
-    to_channel_last(g, s, x + (n * C + c0) * g.H * g.W, nb, xt);
-    weights_channel_last(g, w, c0, nb, wt);
-    for (int64_t c = 0; c < kCB; ++c) bt[c] = bias && c < nb ? bias[c0 + c] : 0.f;
-    forward_small_block(g, s, xt, wt, bt, yt);
-    for (int64_t c = 0; c < nb; ++c)
-      for (int64_t p = 0; p < OH * OW; ++p) y[((n * C + c0 + c) * OH * OW) + p] = yt[p * kCB + c];
+    float* __restrict y0 = y + p * ys;
+#pragma omp simd
+    for (int64_t o = 0; o < out; ++o) y0[o] = BIAS ? a0[o] + bias : a0[o];
   }
 }
 
-void backward_data_small(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
-  const SmallGeom s(g);
-  const int64_t C = g.C, H = g.H, W = g.W, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
-  const int64_t blocks = ceil_div(C, kCB);
-#pragma omp parallel for schedule(static) if (worth_threads(g))
-  for (int64_t item = 0; item < g.N * blocks; ++item) {
-    const int64_t n = item / blocks, c0 = (item % blocks) * kCB, nb = std::min(kCB, C - c0);
-    float* dxt = scratch(0, s.Hp * s.Wp * kCB + (OH * OW + KH * KW) * kCB);
-    float* dyt = dxt + s.Hp * s.Wp * kCB;
-    float* wt = dyt + OH * OW * kCB;
-    std::fill(dxt, dxt + s.Hp * s.Wp * kCB, 0.f);
-    std::fill(dyt, dyt + OH * OW * kCB, 0.f);
-    for (int64_t c = 0; c < nb; ++c)
-      for (int64_t p = 0; p < OH * OW; ++p) dyt[p * kCB + c] = dy[(n * C + c0 + c) * OH * OW + p];
-    weights_channel_last(g, w, c0, nb, wt);
-    backward_data_small_block(g, s, dyt, wt, dxt);
-    for (int64_t c = 0; c < nb; ++c)
-      for (int64_t ih = 0; ih < H; ++ih)
-        for (int64_t iw = 0; iw < W; ++iw) {
-          const int64_t r = ih + g.PH, q = iw + g.PW;
-          dx[((n * C + c0 + c) * H + ih) * W + iw] = r < s.Hp && q < s.Wp ? dxt[(r * s.Wp + q) * kCB + c] : 0.f;
-        }
+template <bool BIAS>
+[[gnu::always_inline]] inline void matvec_any(int64_t in, int64_t out, const float* A, const float* x, int64_t xs,
+                                              float* y, int64_t ys, int64_t count, float bias) {
+  // The shapes MobileNetV2 has, unrolled at compile time; any other through the runtime loops.
+  if (in == 16 && out == 16) return matvec_planes<16, 16, BIAS>(in, out, A, x, xs, y, ys, count, bias);
+  if (in == 4 && out == 4) return matvec_planes<4, 4, BIAS>(in, out, A, x, xs, y, ys, count, bias);
+  if (in == 16 && out == 4) return matvec_planes<16, 4, BIAS>(in, out, A, x, xs, y, ys, count, bias);
+  if (in == 4 && out == 16) return matvec_planes<4, 16, BIAS>(in, out, A, x, xs, y, ys, count, bias);
+  if (in == 64 && out == 16) return matvec_planes<64, 16, BIAS>(in, out, A, x, xs, y, ys, count, bias);
+  if (in == 16 && out == 64) return matvec_planes<16, 64, BIAS>(in, out, A, x, xs, y, ys, count, bias);
+  matvec_planes<0, 0, BIAS>(in, out, A, x, xs, y, ys, count, bias);
+}
+
+SLEEPNET_MULTIVERSION void tiny_matvec(int64_t in, int64_t out, const float* A, const float* x, int64_t xs, float* y,
+                                       int64_t ys, int64_t count, const float* bias) {
+  if (bias) matvec_any<true>(in, out, A, x, xs, y, ys, count, *bias);
+  else matvec_any<false>(in, out, A, x, xs, y, ys, count, 0.f);
+}
+
+// D[q][o] = sum over `count` planes of x_p[q] * dy_p[o]   (D: [in][out] floats, overwritten).
+// The sums stay in a local array (registers, for the shapes unrolled below) while the planes
+// stream by, vectorised along the longer of the two sides: along o (one broadcast x_p[q] times
+// the dy_p vector per pixel) or along q (one broadcast dy_p[o] times the x_p vector per output).
+template <int IN, int OUT>
+[[gnu::always_inline]] inline void outer_planes(const float* __restrict x, int64_t xs, const float* __restrict dy,
+                                                int64_t ys, int64_t count, float* __restrict D) {
+  float acc[IN * OUT];
+  for (int i = 0; i < IN * OUT; ++i) acc[i] = 0.f;
+  for (int64_t p = 0; p < count; ++p) {
+    const float *__restrict xp = x + p * xs, *__restrict gp = dy + p * ys;
+    if (OUT >= IN) {
+      for (int q = 0; q < IN; ++q) {
+        const float v = xp[q];
+#pragma omp simd
+        for (int o = 0; o < OUT; ++o) acc[q * OUT + o] += v * gp[o];
+      }
+    } else {
+      for (int o = 0; o < OUT; ++o) {
+        const float v = gp[o];
+#pragma omp simd
+        for (int q = 0; q < IN; ++q) acc[o * IN + q] += v * xp[q];
+      }
+    }
+  }
+  for (int q = 0; q < IN; ++q)
+    for (int o = 0; o < OUT; ++o) D[q * OUT + o] = OUT >= IN ? acc[q * OUT + o] : acc[o * IN + q];
+}
+
+SLEEPNET_MULTIVERSION void tiny_outer(int64_t in, int64_t out, const float* x, int64_t xs, const float* dy, int64_t ys,
+                                      int64_t count, float* D) {
+  if (in == 16 && out == 16) return outer_planes<16, 16>(x, xs, dy, ys, count, D);
+  if (in == 16 && out == 4) return outer_planes<16, 4>(x, xs, dy, ys, count, D);
+  if (in == 4 && out == 4) return outer_planes<4, 4>(x, xs, dy, ys, count, D);
+  if (in == 64 && out == 16) return outer_planes<64, 16>(x, xs, dy, ys, count, D);
+  if (in == 4 && out == 1) return outer_planes<4, 1>(x, xs, dy, ys, count, D);
+  if (in == 1 && out == 1) return outer_planes<1, 1>(x, xs, dy, ys, count, D);
+  std::fill(D, D + in * out, 0.f);  // any other shape: the same sums, runtime loops
+  for (int64_t p = 0; p < count; ++p) {
+    const float *__restrict xp = x + p * xs, *__restrict gp = dy + p * ys;
+    for (int64_t q = 0; q < in; ++q) {
+      const float v = xp[q];
+      float* __restrict d = D + q * out;
+#pragma omp simd
+      for (int64_t o = 0; o < out; ++o) d[o] += v * gp[o];
+    }
   }
 }
 
-void backward_weight_small(const Conv2dGeom& g, const float* x, const float* dy, float* dw) {
-  const SmallGeom s(g);
-  const int64_t C = g.C, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW, KK = KH * KW;
-  const int64_t blocks = ceil_div(C, kCB);
-#pragma omp parallel for schedule(static) if (worth_threads(g))
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t c0 = blk * kCB, nb = std::min(kCB, C - c0);
-    float* xt = scratch(0, s.Hp * s.Wp * kCB + (OH * OW + KK) * kCB);
-    float* gt = xt + s.Hp * s.Wp * kCB;
-    float* part = gt + OH * OW * kCB;
-    std::vector<double> acc(static_cast<size_t>(KK * kCB), 0.0);
-    for (int64_t n = 0; n < g.N; ++n) {
-      to_channel_last(g, s, x + (n * C + c0) * g.H * g.W, nb, xt);
-      std::fill(gt, gt + OH * OW * kCB, 0.f);
-      for (int64_t c = 0; c < nb; ++c)
-        for (int64_t p = 0; p < OH * OW; ++p) gt[p * kCB + c] = dy[(n * C + c0 + c) * OH * OW + p];
-      std::fill(part, part + KK * kCB, 0.f);
-      backward_weight_small_block(g, s, gt, xt, part);  // one image; images summed in double
-      for (int64_t i = 0; i < KK * kCB; ++i) acc[static_cast<size_t>(i)] += part[i];
+void forward_tiny(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
+  const int64_t C = g.C, HW = g.H * g.W, OHW = g.OH() * g.OW(), KK = g.KH * g.KW;
+  const TinyLinks links(g);
+  parallel_for(C, pass_threads(g), [&](int64_t c0, int64_t c1) {
+    float* A = scratch(0, HW * OHW);
+    for (int64_t c = c0; c < c1; ++c) {
+      links.matrix(w + c * KK, false, A);
+      tiny_matvec(HW, OHW, A, x + c * HW, C * HW, y + c * OHW, C * OHW, g.N, bias ? bias + c : nullptr);
     }
-    for (int64_t c = 0; c < nb; ++c)
-      for (int64_t k = 0; k < KK; ++k) dw[(c0 + c) * KK + k] = static_cast<float>(acc[static_cast<size_t>(k * kCB + c)]);
+  });
+}
+
+void backward_data_tiny(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
+  const int64_t C = g.C, HW = g.H * g.W, OHW = g.OH() * g.OW(), KK = g.KH * g.KW;
+  const TinyLinks links(g);
+  parallel_for(C, pass_threads(g), [&](int64_t c0, int64_t c1) {
+    float* A = scratch(0, HW * OHW);
+    for (int64_t c = c0; c < c1; ++c) {
+      links.matrix(w + c * KK, true, A);
+      tiny_matvec(OHW, HW, A, dy + c * OHW, C * OHW, dx + c * HW, C * HW, g.N, nullptr);
+    }
+  });
+}
+
+void backward_weight_tiny(const Conv2dGeom& g, const float* x, const float* dy, float* dw) {
+  const int64_t C = g.C, HW = g.H * g.W, OHW = g.OH() * g.OW(), KK = g.KH * g.KW;
+  const TinyLinks links(g);
+  constexpr int64_t kImages = 64;  // images summed in float before the sums go to double
+  parallel_for(C, pass_threads(g), [&](int64_t c0, int64_t c1) {
+    std::vector<double> acc(static_cast<size_t>(KK));
+    float* D = scratch(0, HW * OHW);
+    for (int64_t c = c0; c < c1; ++c) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t n0 = 0; n0 < g.N; n0 += kImages) {
+        const int64_t cnt = std::min(kImages, g.N - n0);
+        tiny_outer(HW, OHW, x + (n0 * C + c) * HW, C * HW, dy + (n0 * C + c) * OHW, C * OHW, cnt, D);
+        for (size_t i = 0; i < links.q.size(); ++i)
+          acc[static_cast<size_t>(links.k[i])] += D[links.q[i] * OHW + links.o[i]];
+      }
+      for (int64_t k = 0; k < KK; ++k) dw[c * KK + k] = static_cast<float>(acc[static_cast<size_t>(k)]);
+    }
+  });
+}
+
+// ---- 3x3 fast path: flat polyphase planes --------------------------------------------------------
+// Every MobileNetV2 depthwise layer is 3x3 (padding 1, stride 1 or 2). For 3x3 kernels with stride
+// 1 or 2 in both directions (any padding) each plane goes through ONE multiversioned function
+// (copy in, arithmetic, copy out), so there is no call or CPU dispatch per row and every loop is
+// compiled for the machine's instruction set.
+//
+// Phases. The zero-padded plane is split by the strides into SH x SW phase planes,
+//
+//   phase (a, b), row i, slot j  =  padded pixel (i*SH + a, j*SW + b)  =  x[i*SH + a - PH, j*SW + b - PW]
+//
+// each RH rows of `len` floats, one phase after the other in memory (stride 1: one phase, the
+// padded plane itself; stride 2: even rows/even columns, even/odd, odd/even, odd/odd). Tap
+// (kh, kw) of output (oh, ow) is padded pixel (oh*SH + kh, ow*SW + kw): phase (kh % SH, kw % SW),
+// row oh + kh / SH, slot ow + kw / SW. Number the outputs u = oh * len + ow (output rows padded to
+// `len` too) and every tap is a constant offset from u:
+//
+//   tap (kh, kw) of output u  =  data[off(kh, kw) + u],   off = phase start + (kh / SH) * len + kw / SW
+//
+// so a plane is nine shifted, contiguous, branch-free loads per vector of outputs, for either
+// stride: no border code (the border's taps read the padding's zeros) and no strided loads. The
+// columns ow in [OW, len) are computed too and thrown away (2 of 34 at 32x32).
+//
+// Per plane: the input's pixels are copied into this thread's phases (the padding is zeroed once
+// per call and never written; stride 2 splits each row into even and odd columns in one pass
+// that reads x once), the arithmetic runs, and the outputs are copied out without the padding.
+// Wide rows (OW >= 16) skip that last copy: each output row is one loop over ow, written
+// straight into y; with stride 1 two output rows at a time (register blocking):
+//
+//      plane row  r0  ──┐
+//                 r1  ──┼── output row oh     = taps of r0, r1, r2
+//                 r2  ──┼── output row oh + 1 = taps of r1, r2, r3
+//                 r3  ──┘
+//
+//   rows r1 and r2 are loaded once for both outputs: 12 vector loads per 18 multiply-adds
+//   instead of 18.
+//
+// Every output is summed in the reference's order ((kh, kw) order, then the bias); padding taps
+// add w * 0 = 0. Only FMA contraction in the AVX-512/AVX2 clones makes them differ (last bit).
+
+// K planes can be stacked: each phase then holds K planes' rows one after the other (plane k at
+// k * RH * len), so output u of plane k is U = k * RH * len + u and the taps keep their constant
+// offsets: one loop over U covers K planes (the backward-weight pass stacks the small planes of
+// one channel that way, to reduce its sums once per stack instead of once per plane).
+struct Phases {
+  int64_t SH = 1, SW = 1, RH = 0, len = 0, OH = 0, OW = 0, K = 1;
+  float* data = nullptr;
+  int64_t plane() const { return RH * len; }  // floats of one plane in one phase
+  int64_t size() const { return SH * SW * K * plane(); }
+  float* row(int64_t a, int64_t b, int64_t i, int64_t k = 0) const {
+    return data + ((a * SW + b) * K + k) * plane() + i * len;
   }
+  int64_t off(int64_t kh, int64_t kw) const {
+    return ((kh % SH) * SW + kw % SW) * K * plane() + (kh / SH) * len + kw / SW;
+  }
+  int64_t n() const { return (OH - 1) * len + OW; }  // u in [0, n) covers every real output
+};
+
+// This thread's phases for g with K stacked planes (scratch slot 0), padding zeroed.
+Phases make_phases(const Conv2dGeom& g, int64_t K = 1) {
+  Phases P;
+  P.SH = g.SH, P.SW = g.SW, P.OH = g.OH(), P.OW = g.OW(), P.K = K;
+  P.RH = P.OH + (g.KH - 1) / g.SH;  // rows oh + kh / SH, kh <= KH - 1
+  P.len = P.OW + (g.KW - 1) / g.SW;
+  P.data = scratch(0, P.size());
+  std::memset(P.data, 0, sizeof(float) * static_cast<size_t>(P.size()));
+  return P;
+}
+
+// P <- the pixels of the input plane x [H, W] (P's padding stays zero). With SW = 2 the input
+// columns pair up: x[2k] and x[2k + 1] land in the two column phases at slots k + PW/2 and
+// k + (PW + 1)/2, so one loop reads x once and writes both contiguously.
+[[gnu::always_inline]] inline void fill_phases(const Conv2dGeom& g, const float* __restrict x, const Phases& P,
+                                               int64_t k = 0) {
+  const int64_t PH = g.PH, PW = g.PW, W = g.W, len = P.len, SH = P.SH;
+  const int64_t qa = PW % 2, oa = PW / 2, ob = (PW + 1) / 2;  // SW = 2: x[2k] -> phase qa, slot k + oa; x[2k+1] -> the other, k + ob
+  const int64_t pairs = std::max<int64_t>(0, std::min(W / 2, len - std::max(oa, ob)));
+  for (int64_t ih = 0; ih < g.H; ++ih) {
+    const int64_t r = ih + PH, a = r % SH, i = r / SH;
+    if (i >= P.RH) break;  // input rows no output reaches
+    const float* __restrict xr = x + ih * W;
+    if (P.SW == 1) {
+      copy_floats(P.row(a, 0, i, k) + PW, xr, std::min(W, len - PW));
+      continue;
+    }
+    float* __restrict ea = P.row(a, qa, i, k) + oa;
+    float* __restrict eb = P.row(a, 1 - qa, i, k) + ob;
+#pragma omp simd
+    for (int64_t k = 0; k < pairs; ++k) {
+      ea[k] = xr[2 * k];
+      eb[k] = xr[2 * k + 1];
+    }
+    for (int64_t iw = 2 * pairs; iw < W; ++iw) {  // an odd W's last column (or columns no output reaches)
+      const int64_t c = iw + PW;
+      if (c / 2 < len) P.row(a, c % 2, i, k)[c / 2] = xr[iw];
+    }
+  }
+}
+
+// The nine tap pointers of output u = 0 (tap k = kh*3 + kw at t[k][u]).
+struct Taps9 {
+  const float* t[9];
+  explicit Taps9(const Phases& P) {
+    for (int k = 0; k < 9; ++k) t[k] = P.data + P.off(k / 3, k % 3);
+  }
+};
+
+// o[i] = sum_k w[k] * tap_k[u0 + i] (+ bias) for i in [0, n): n outputs of formula (1).
+template <bool BIAS>
+[[gnu::always_inline]] inline void taps9_forward(float* __restrict o, const Taps9& T, int64_t u0, const float* w,
+                                                 float bias, int64_t n) {
+  const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
+  const float *__restrict t0 = T.t[0] + u0, *__restrict t1 = T.t[1] + u0, *__restrict t2 = T.t[2] + u0;
+  const float *__restrict t3 = T.t[3] + u0, *__restrict t4 = T.t[4] + u0, *__restrict t5 = T.t[5] + u0;
+  const float *__restrict t6 = T.t[6] + u0, *__restrict t7 = T.t[7] + u0, *__restrict t8 = T.t[8] + u0;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    float acc = w0 * t0[i];
+    acc += w1 * t1[i];
+    acc += w2 * t2[i];
+    acc += w3 * t3[i];
+    acc += w4 * t4[i];
+    acc += w5 * t5[i];
+    acc += w6 * t6[i];
+    acc += w7 * t7[i];
+    acc += w8 * t8[i];
+    o[i] = BIAS ? acc + bias : acc;
+  }
+}
+
+// Two output rows at once (stride 1): o0 from plane rows r0..r2, o1 from r1..r3.
+template <bool BIAS>
+[[gnu::always_inline]] inline void forward_rows2_3x3(float* __restrict o0, float* __restrict o1,
+                                                     const float* __restrict r0, const float* __restrict r1,
+                                                     const float* __restrict r2, const float* __restrict r3,
+                                                     const float* w, float bias, int64_t n) {
+  const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float x10 = r1[i], x11 = r1[i + 1], x12 = r1[i + 2];  // the shared rows, loaded once
+    const float x20 = r2[i], x21 = r2[i + 1], x22 = r2[i + 2];
+    float p = w0 * r0[i];  // output row oh
+    p += w1 * r0[i + 1];
+    p += w2 * r0[i + 2];
+    p += w3 * x10;
+    p += w4 * x11;
+    p += w5 * x12;
+    p += w6 * x20;
+    p += w7 * x21;
+    p += w8 * x22;
+    float q = w0 * x10;  // output row oh + 1
+    q += w1 * x11;
+    q += w2 * x12;
+    q += w3 * x20;
+    q += w4 * x21;
+    q += w5 * x22;
+    q += w6 * r3[i];
+    q += w7 * r3[i + 1];
+    q += w8 * r3[i + 2];
+    o0[i] = BIAS ? p + bias : p;
+    o1[i] = BIAS ? q + bias : q;
+  }
+}
+
+// Output rows at least this wide are written straight into y (no copy out).
+constexpr int64_t kWideRow = 16;
+
+template <bool BIAS>
+[[gnu::always_inline]] inline void forward_phases(const Phases& P, const float* w, float bias, float* Y, float* y) {
+  const int64_t OH = P.OH, OW = P.OW, len = P.len;
+  const Taps9 T(P);
+  if (OW < kWideRow) {  // one loop over the whole plane, then the rows copied out
+    taps9_forward<BIAS>(Y, T, 0, w, bias, P.n());
+    for (int64_t oh = 0; oh < OH; ++oh) copy_floats(y + oh * OW, Y + oh * len, OW);
+    return;
+  }
+  int64_t oh = 0;
+  if (P.SH == 1 && P.SW == 1)
+    for (; oh + 2 <= OH; oh += 2) {
+      const float* r = P.data + oh * len;
+      forward_rows2_3x3<BIAS>(y + oh * OW, y + (oh + 1) * OW, r, r + len, r + 2 * len, r + 3 * len, w, bias, OW);
+    }
+  for (; oh < OH; ++oh) taps9_forward<BIAS>(y + oh * OW, T, oh * len, w, bias, OW);
+}
+
+// y [OH, OW] = formula (1) for one plane x [H, W]. P: this thread's phases for g; Y: n() floats.
+SLEEPNET_MULTIVERSION void forward_plane_3x3(const Conv2dGeom& g, const Phases& P, float* Y, const float* x,
+                                             const float* w, const float* bias, float* y) {
+  fill_phases(g, x, P);
+  if (bias) forward_phases<true>(P, w, *bias, Y, y);
+  else forward_phases<false>(P, w, 0.f, Y, y);
+}
+
+// Stride 2 backward-data as a gather (formula (3) read from the input's side), into phases Q
+// laid out like the forward's. Padded pixel (r, c) = (2i + a, 2j + b) receives tap (kh, kw) from
+// output (oh, ow) when 2*oh + kh = r and 2*ow + kw = c: kh = a + 2m, oh = i - m (m = 0, or 1 when
+// a = 0), and likewise kw = b + 2m', ow = j - m'. So
+//
+//   Q(a, b)[i][j] = sum over m, m' of w[a + 2m][b + 2m'] * dy[i - m][j - m']
+//
+// With dy copied into G with a zero row above and a zero column before each row (G row oh + 1,
+// slot ow + 1; G rows `len` floats, the slots past OW zero too), dy[i - m][j - m'] is
+// G[u + len + 1 - m*len - m'] for u = i*len + j: the four phases of a dx pixel block come from
+// four shifted loads of G in one loop over u,
+//
+//   Q00 = w00 G[u+len+1] + w02 G[u+len] + w20 G[u+1] + w22 G[u]     Q01 = w01 G[u+len+1] + w21 G[u+1]
+//   Q10 = w10 G[u+len+1] + w12 G[u+len]                              Q11 = w11 G[u+len+1]
+//
+// and are then merged back into dx (the transpose of the forward's copy-in: even and odd columns
+// interleaved, padding dropped).
+SLEEPNET_MULTIVERSION void backward_data_plane_3x3_s2(const Conv2dGeom& g, const Phases& Q, float* G,
+                                                      const float* dy, const float* w, float* dx) {
+  const int64_t OH = Q.OH, OW = Q.OW, len = Q.len, RH = Q.RH, H = g.H, W = g.W, PH = g.PH, PW = g.PW;
+  // G: OH + 2 rows of len floats (+1), zeroed by the caller once; only dy's rows are copied here.
+  for (int64_t oh = 0; oh < OH; ++oh) copy_floats(G + (oh + 1) * len + 1, dy + oh * OW, OW);
+  const float w00 = w[0], w01 = w[1], w02 = w[2], w10 = w[3], w11 = w[4], w12 = w[5], w20 = w[6], w21 = w[7], w22 = w[8];
+  {
+    float *__restrict q00 = Q.row(0, 0, 0), *__restrict q01 = Q.row(0, 1, 0);
+    float *__restrict q10 = Q.row(1, 0, 0), *__restrict q11 = Q.row(1, 1, 0);
+    const float *__restrict g0 = G, *__restrict g1 = G + 1, *__restrict gl = G + len, *__restrict gl1 = G + len + 1;
+#pragma omp simd
+    for (int64_t u = 0; u < RH * len; ++u) {
+      float e = w00 * gl1[u];
+      e += w02 * gl[u];
+      e += w20 * g1[u];
+      e += w22 * g0[u];
+      float f = w01 * gl1[u];
+      f += w21 * g1[u];
+      float h = w10 * gl1[u];
+      h += w12 * gl[u];
+      q00[u] = e, q01[u] = f, q10[u] = h, q11[u] = w11 * gl1[u];
+    }
+  }
+  // Merge: dx[ih][iw] = Q((ih+PH) % 2, (iw+PW) % 2)[(ih+PH) / 2][(iw+PW) / 2], 0 where no output reached.
+  const int64_t qa = PW % 2, oa = PW / 2, ob = (PW + 1) / 2;
+  const int64_t pairs = std::max<int64_t>(0, std::min(W / 2, len - std::max(oa, ob)));
+  for (int64_t ih = 0; ih < H; ++ih) {
+    float* __restrict d = dx + ih * W;
+    const int64_t r = ih + PH, a = r % 2, i = r / 2;
+    if (i >= RH) {
+      std::memset(d, 0, sizeof(float) * static_cast<size_t>(W));
+      continue;
+    }
+    const float* __restrict ea = Q.row(a, qa, i) + oa;
+    const float* __restrict eb = Q.row(a, 1 - qa, i) + ob;
+#pragma omp simd
+    for (int64_t k = 0; k < pairs; ++k) {
+      d[2 * k] = ea[k];
+      d[2 * k + 1] = eb[k];
+    }
+    for (int64_t iw = 2 * pairs; iw < W; ++iw) {
+      const int64_t c = iw + PW;
+      d[iw] = c / 2 < len ? Q.row(a, c % 2, i)[c / 2] : 0.f;
+    }
+  }
+}
+
+// acc[k] += formula (2) for `count` <= P.K planes of one channel (x planes xs floats apart, dy
+// planes ys): the nine dot products of dy with the taps it read, as one loop over U for the whole
+// stack. dy is copied into G with the phases' layout (K planes of RH * len; the slots that are no
+// output stay zero, so the thrown-away positions add nothing). Float partial sums in vector lanes
+// over blocks of kDwBlock positions (a few dozen terms per lane), added to acc in double.
+constexpr int64_t kDwBlock = 1024;
+SLEEPNET_MULTIVERSION void backward_weight_stack_3x3(const Conv2dGeom& g, const Phases& P, float* G, const float* x,
+                                                     int64_t xs, const float* dy, int64_t ys, int64_t count,
+                                                     double* acc) {
+  const int64_t OH = P.OH, OW = P.OW, len = P.len;
+  for (int64_t k = 0; k < count; ++k) {
+    fill_phases(g, x + k * xs, P, k);
+    for (int64_t oh = 0; oh < OH; ++oh) copy_floats(G + k * P.plane() + oh * len, dy + k * ys + oh * OW, OW);
+  }
+  const int64_t n = (count - 1) * P.plane() + P.n();
+  const Taps9 T(P);
+  for (int64_t b = 0; b < n; b += kDwBlock) {
+    const int64_t e = std::min(n, b + kDwBlock);
+    const float *__restrict t0 = T.t[0], *__restrict t1 = T.t[1], *__restrict t2 = T.t[2];
+    const float *__restrict t3 = T.t[3], *__restrict t4 = T.t[4], *__restrict t5 = T.t[5];
+    const float *__restrict t6 = T.t[6], *__restrict t7 = T.t[7], *__restrict t8 = T.t[8];
+    const float* __restrict gp = G;
+    simd_acc s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, s8 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3, s4, s5, s6, s7, s8)
+    for (int64_t u = b; u < e; ++u) {
+      const float p = gp[u];
+      s0 += p * t0[u], s1 += p * t1[u], s2 += p * t2[u];
+      s3 += p * t3[u], s4 += p * t4[u], s5 += p * t5[u];
+      s6 += p * t6[u], s7 += p * t7[u], s8 += p * t8[u];
+    }
+    acc[0] += s0, acc[1] += s1, acc[2] += s2, acc[3] += s3, acc[4] += s4;
+    acc[5] += s5, acc[6] += s6, acc[7] += s7, acc[8] += s8;
+  }
+}
+
+// Planes stacked per backward-weight pass: as many as fit in about 16 KB of phases.
+int64_t weight_stack(const Conv2dGeom& g) {
+  Phases P;
+  P.SH = g.SH, P.SW = g.SW, P.RH = g.OH() + (g.KH - 1) / g.SH, P.len = g.OW() + (g.KW - 1) / g.SW;
+  return std::clamp<int64_t>(4096 / std::max<int64_t>(P.size(), 1), 1, g.N);
+}
+
+bool is_3x3_fast(const Conv2dGeom& g) {
+  return g.KH == 3 && g.KW == 3 && (g.SH == 1 || g.SH == 2) && (g.SW == 1 || g.SW == 2);
 }
 
 }  // namespace
@@ -538,54 +821,88 @@ void backward_weight_small(const Conv2dGeom& g, const float* x, const float* dy,
 
 void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
   check_depthwise(g, "depthwise_forward");
-  if (small_planes(g, Pass::Forward)) return forward_small(g, x, w, bias, y);
+  if (tiny_planes(g)) return forward_tiny(g, x, w, bias, y);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
-#pragma omp parallel for schedule(static) if (worth_threads(g))
-  for (int64_t p = 0; p < g.N * C; ++p) {
-    const int64_t c = p % C;
-    forward_plane(g, x + p * HW, w + c * KK, bias ? bias[c] : 0.f, y + p * OHW);
-  }
+  const bool fast = is_3x3_fast(g);
+  parallel_for(g.N * C, pass_threads(g), [&](int64_t p0, int64_t p1) {
+    Phases P;  // this thread's phases (fast path), padding zeroed once per call
+    float* Y = nullptr;
+    if (fast) P = make_phases(g), Y = scratch(1, P.n());
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t c = p % C;
+      if (fast) forward_plane_3x3(g, P, Y, x + p * HW, w + c * KK, bias ? bias + c : nullptr, y + p * OHW);
+      else forward_plane(g, x + p * HW, w + c * KK, bias ? bias[c] : 0.f, y + p * OHW);
+    }
+  });
 }
 
 void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
   check_depthwise(g, "depthwise_backward_data");
-  if (small_planes(g, Pass::BackwardData)) return backward_data_small(g, dy, w, dx);
+  if (tiny_planes(g)) return backward_data_tiny(g, dy, w, dx);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
-#pragma omp parallel for schedule(static) if (worth_threads(g))
-  for (int64_t p = 0; p < g.N * C; ++p) backward_data_plane(g, dy + p * OHW, w + (p % C) * KK, dx + p * HW);
+  // 3x3 stride 1: the forward on dy with the kernel rotated by 180 degrees and padding 2 - P (see
+  // the derivation at the top); 3x3 stride 2: the gather into phases; otherwise the general path.
+  Conv2dGeom t = g;
+  t.H = g.OH(), t.W = g.OW(), t.PH = g.KH - 1 - g.PH, t.PW = g.KW - 1 - g.PW;
+  const bool rotated = is_3x3_fast(g) && g.SH == 1 && g.SW == 1 && t.PH >= 0 && t.PW >= 0;
+  const bool gather = is_3x3_fast(g) && g.SH == 2 && g.SW == 2;
+  parallel_for(g.N * C, pass_threads(g), [&](int64_t p0, int64_t p1) {
+    Phases P;
+    float* buf = nullptr;
+    if (rotated) {
+      P = make_phases(t), buf = scratch(1, P.n());
+    } else if (gather) {
+      P = make_phases(g);
+      const int64_t gsize = (P.OH + 2) * P.len + 1;
+      buf = scratch(1, gsize);
+      std::fill(buf, buf + gsize, 0.f);
+    }
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* wc = w + (p % C) * KK;
+      if (rotated) {
+        const float rot[9] = {wc[8], wc[7], wc[6], wc[5], wc[4], wc[3], wc[2], wc[1], wc[0]};
+        forward_plane_3x3(t, P, buf, dy + p * OHW, rot, nullptr, dx + p * HW);
+      } else if (gather) {
+        backward_data_plane_3x3_s2(g, P, buf, dy + p * OHW, wc, dx + p * HW);
+      } else {
+        backward_data_plane(g, dy + p * OHW, wc, dx + p * HW);
+      }
+    }
+  });
 }
 
 void depthwise_backward_weight(const Conv2dGeom& g, const float* x, const float* dy, float* dw) {
   check_depthwise(g, "depthwise_backward_weight");
-  if (small_planes(g, Pass::BackwardWeight)) return backward_weight_small(g, x, dy, dw);
-  const int64_t C = g.C, HW = g.H * g.W, OH = g.OH(), OW = g.OW(), KH = g.KH, KW = g.KW;
-#pragma omp parallel if (worth_threads(g))
-  {
-    std::vector<double> acc(static_cast<size_t>(KH * KW));
-    const PhasePlane P = phase_plane(g, false);
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < C; ++c) {
-      std::fill(acc.begin(), acc.end(), 0.0);
-      for (int64_t n = 0; n < g.N; ++n) {
-        fill_plane(g, x + (n * C + c) * HW, P);
-        const float* gp = dy + (n * C + c) * OH * OW;
-        // Formula (2): for each output row and tap, a dot product of the dy row with the tap's
-        // plane row (padding contributes zeros). 3x3: all nine in one pass over the dy row.
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          if (KH == 3 && KW == 3 && (P.step == 1 || P.step == 2)) {
-            (P.step == 1 ? dw_row_3x3_s1 : dw_row_3x3_s2)(gp + oh * OW, P.tap(g.SH, oh, 0, 0), P.tap(g.SH, oh, 1, 0),
-                                                          P.tap(g.SH, oh, 2, 0), OW, acc.data());
-            continue;
-          }
-          for (int64_t kh = 0; kh < KH; ++kh)
-            for (int64_t kw = 0; kw < KW; ++kw)
-              acc[static_cast<size_t>(kh * KW + kw)] +=
-                  dot_lanes(gp + oh * OW, P.tap(g.SH, oh, kh, kw), OW, P.step);
-        }
-      }
-      for (int64_t k = 0; k < KH * KW; ++k) dw[c * KH * KW + k] = static_cast<float>(acc[static_cast<size_t>(k)]);
+  if (tiny_planes(g)) return backward_weight_tiny(g, x, dy, dw);
+  const int64_t C = g.C, HW = g.H * g.W, OHW = g.OH() * g.OW(), KK = g.KH * g.KW;
+  const bool fast = is_3x3_fast(g);
+  // Split over channels: each channel sums its own N planes, so no reduction across threads.
+  parallel_for(C, pass_threads(g), [&](int64_t c0, int64_t c1) {
+    std::vector<double> acc(static_cast<size_t>(KK));
+    const int64_t K = fast ? weight_stack(g) : 1;  // planes per stack (fast path)
+    Phases F;
+    PhasePlane P;
+    float* G = nullptr;
+    if (fast) {
+      F = make_phases(g, K);
+      G = scratch(1, K * F.plane());
+      std::fill(G, G + K * F.plane(), 0.f);
+    } else {
+      P = phase_plane(g, false);
     }
-  }
+    for (int64_t c = c0; c < c1; ++c) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      if (fast) {
+        for (int64_t n = 0; n < g.N; n += K)
+          backward_weight_stack_3x3(g, F, G, x + (n * C + c) * HW, C * HW, dy + (n * C + c) * OHW, C * OHW,
+                                    std::min(K, g.N - n), acc.data());
+      } else {
+        for (int64_t n = 0; n < g.N; ++n)
+          backward_weight_plane(g, P, x + (n * C + c) * HW, dy + (n * C + c) * OHW, acc.data());
+      }
+      for (int64_t k = 0; k < KK; ++k) dw[c * KK + k] = static_cast<float>(acc[static_cast<size_t>(k)]);
+    }
+  });
 }
 
 // ---- references: the formulas, literally ------------------------------------------------------
