@@ -11,22 +11,28 @@ namespace sleepnet::kernels {
 
 namespace {
 
+// (Messages are built only on failure: these checks run on every call.)
 void check_n(int64_t n, const char* who) {
-  require(n >= 0, who, "n = " + std::to_string(n) + ", expected >= 0 (nn/kernels/activation.h)");
+  require(n >= 0, who, [&] { return "n = " + std::to_string(n) + ", expected >= 0 (nn/kernels/activation.h)"; });
 }
 
 void check_pool(int64_t N, int64_t C, int64_t HW, const char* who) {
-  require(N >= 1 && C >= 1 && HW >= 1, who,
-          "N, C, HW = " + std::to_string(N) + ", " + std::to_string(C) + ", " + std::to_string(HW) +
-              ", expected all >= 1 (nn/kernels/activation.h)");
+  require(N >= 1 && C >= 1 && HW >= 1, who, [&] {
+    return "N, C, HW = " + std::to_string(N) + ", " + std::to_string(C) + ", " + std::to_string(HW) +
+           ", expected all >= 1 (nn/kernels/activation.h)";
+  });
 }
 
 void check_p(float p, const char* who) {
-  require(p >= 0.f && p <= 1.f, who, "p = " + std::to_string(p) + ", expected in [0, 1] (nn/kernels/activation.h)");
+  require(p >= 0.f && p <= 1.f, who,
+          [&] { return "p = " + std::to_string(p) + ", expected in [0, 1] (nn/kernels/activation.h)"; });
 }
 
-// Elements per OpenMP chunk for element-wise kernels: small arrays stay on one thread.
+// Element-wise kernels use a second thread only for at least this many elements per thread
+// (below it, waking the team costs more than the work; see common.h).
 constexpr int64_t kGrain = 1 << 14;
+// Chunk boundaries on whole cache lines (16 floats), so threads never write the same line.
+constexpr int64_t kLine = 16;
 
 }  // namespace
 
@@ -34,11 +40,9 @@ constexpr int64_t kGrain = 1 << 14;
 
 void relu6_forward(int64_t n, const float* x, float* y) {
   check_n(n, "relu6_forward");
-#pragma omp parallel for schedule(static) if (n > kGrain)
-  for (int64_t b = 0; b < n; b += kGrain) {
-    const int64_t e = std::min(n, b + kGrain);
+  parallel_for(n, threads_for(n, kGrain), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) y[i] = std::min(std::max(x[i], 0.f), 6.f);
-  }
+  }, kLine);
 }
 
 void relu6_forward_ref(int64_t n, const float* x, float* y) {
@@ -48,16 +52,14 @@ void relu6_forward_ref(int64_t n, const float* x, float* y) {
 
 void relu6_backward(int64_t n, const float* x, const float* dy, float* dx) {
   check_n(n, "relu6_backward");
-#pragma omp parallel for schedule(static) if (n > kGrain)
-  for (int64_t b = 0; b < n; b += kGrain) {
-    const int64_t e = std::min(n, b + kGrain);
+  parallel_for(n, threads_for(n, kGrain), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       // `|`, not `||`, and dy read unconditionally: a select without branches, so it vectorizes.
       const float xi = x[i], d = dy[i];
       const bool kill = (xi <= 0.f) | (xi >= 6.f);
       dx[i] = kill ? 0.f : d;
     }
-  }
+  }, kLine);
 }
 
 void relu6_backward_ref(int64_t n, const float* x, const float* dy, float* dx) {
@@ -82,8 +84,9 @@ void global_avg_pool_forward(int64_t N, int64_t C, int64_t HW, const float* x, f
     }
     return;
   }
-#pragma omp parallel for schedule(static) if (N * C * HW > kGrain)
-  for (int64_t p = 0; p < N * C; ++p) y[p] = static_cast<float>(sum_lanes(x + p * HW, HW) / HW);
+  parallel_for(N * C, threads_for(N * C * HW, kGrain), [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) y[p] = static_cast<float>(sum_lanes(x + p * HW, HW) / HW);
+  });
 }
 
 void global_avg_pool_forward_ref(int64_t N, int64_t C, int64_t HW, const float* x, float* y) {
@@ -98,12 +101,13 @@ void global_avg_pool_forward_ref(int64_t N, int64_t C, int64_t HW, const float* 
 void global_avg_pool_backward(int64_t N, int64_t C, int64_t HW, const float* dy, float* dx) {
   check_pool(N, C, HW, "global_avg_pool_backward");
   const float inv = static_cast<float>(HW);
-#pragma omp parallel for schedule(static) if (N * C * HW > kGrain)
-  for (int64_t p = 0; p < N * C; ++p) {
-    const float v = dy[p] / inv;
-    float* __restrict d = dx + p * HW;
-    for (int64_t i = 0; i < HW; ++i) d[i] = v;
-  }
+  parallel_for(N * C, threads_for(N * C * HW, kGrain), [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      const float v = dy[p] / inv;
+      float* __restrict d = dx + p * HW;
+      for (int64_t i = 0; i < HW; ++i) d[i] = v;
+    }
+  });
 }
 
 void global_avg_pool_backward_ref(int64_t N, int64_t C, int64_t HW, const float* dy, float* dx) {
@@ -115,9 +119,10 @@ void global_avg_pool_backward_ref(int64_t N, int64_t C, int64_t HW, const float*
 // ---- linear ----
 
 void LinearGeom::validate(const char* who) const {
-  require(N >= 1 && IN >= 1 && OUT >= 1, who,
-          "LinearGeom N, IN, OUT = " + std::to_string(N) + ", " + std::to_string(IN) + ", " +
-              std::to_string(OUT) + ", expected all >= 1 (nn/kernels/activation.h)");
+  require(N >= 1 && IN >= 1 && OUT >= 1, who, [&] {
+    return "LinearGeom N, IN, OUT = " + std::to_string(N) + ", " + std::to_string(IN) + ", " + std::to_string(OUT) +
+           ", expected all >= 1 (nn/kernels/activation.h)";
+  });
 }
 
 void linear_forward(const LinearGeom& g, const float* x, const float* w, const float* b, float* y) {
@@ -171,11 +176,9 @@ void dropout_mask(int64_t n, float p, const float* uniform, float* mask) {
   check_p(p, "dropout_mask");
   const float keep = static_cast<float>(1.0 - p);
   const float scale = p < 1.f ? 1.f / keep : 0.f;
-#pragma omp parallel for schedule(static) if (n > kGrain)
-  for (int64_t b = 0; b < n; b += kGrain) {
-    const int64_t e = std::min(n, b + kGrain);
+  parallel_for(n, threads_for(n, kGrain), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) mask[i] = uniform[i] < keep ? scale : 0.f;
-  }
+  }, kLine);
 }
 
 void dropout_mask_ref(int64_t n, float p, const float* uniform, float* mask) {
@@ -189,11 +192,9 @@ void dropout_mask_ref(int64_t n, float p, const float* uniform, float* mask) {
 
 void dropout_apply(int64_t n, const float* x, const float* mask, float* y) {
   check_n(n, "dropout_apply");
-#pragma omp parallel for schedule(static) if (n > kGrain)
-  for (int64_t b = 0; b < n; b += kGrain) {
-    const int64_t e = std::min(n, b + kGrain);
+  parallel_for(n, threads_for(n, kGrain), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) y[i] = x[i] * mask[i];
-  }
+  }, kLine);
 }
 
 void dropout_apply_ref(int64_t n, const float* x, const float* mask, float* y) {

@@ -83,24 +83,33 @@ void adam_loop(float* __restrict p, const float* __restrict g, float* __restrict
   }
 }
 
+// (Every check builds its message only when it fails: they run once per parameter tensor per step.)
 void check_adam(const char* who, int64_t n, int64_t step, const AdamHyper& h, std::initializer_list<const void*> ptrs) {
   h.validate(who);
-  require(n >= 0, who, "n = " + std::to_string(n) + ", expected >= 0 (nn/kernels/adam.h)");
-  require(step >= 1, who, "step = " + std::to_string(step) + ", expected >= 1 (counting from 1)");
-  for (const void* p : ptrs) require(n == 0 || p != nullptr, who, "a required array pointer is null");
+  require(n >= 0, who, [&] { return "n = " + std::to_string(n) + ", expected >= 0 (nn/kernels/adam.h)"; });
+  require(step >= 1, who, [&] { return "step = " + std::to_string(step) + ", expected >= 1 (counting from 1)"; });
+  for (const void* p : ptrs)
+    require(n == 0 || p != nullptr, who, [] { return std::string("a required array pointer is null"); });
 }
 
+// A second thread only for at least this many elements per thread (most parameter tensors are
+// far smaller and never reach the OpenMP runtime; see common.h). Chunks start on cache lines.
 constexpr int64_t kGrain = 1 << 14;
+constexpr int64_t kLine = 16;
 
 }  // namespace
 
 void AdamHyper::validate(const char* who) const {
-  require(lr >= 0.0 && std::isfinite(lr), who, "lr = " + std::to_string(lr) + ", expected finite and >= 0");
-  require(beta1 >= 0.0 && beta1 < 1.0, who, "beta1 = " + std::to_string(beta1) + ", expected in [0, 1)");
-  require(beta2 >= 0.0 && beta2 < 1.0, who, "beta2 = " + std::to_string(beta2) + ", expected in [0, 1)");
-  require(eps >= 0.0 && std::isfinite(eps), who, "eps = " + std::to_string(eps) + ", expected finite and >= 0");
+  require(lr >= 0.0 && std::isfinite(lr), who,
+          [&] { return "lr = " + std::to_string(lr) + ", expected finite and >= 0"; });
+  require(beta1 >= 0.0 && beta1 < 1.0, who,
+          [&] { return "beta1 = " + std::to_string(beta1) + ", expected in [0, 1)"; });
+  require(beta2 >= 0.0 && beta2 < 1.0, who,
+          [&] { return "beta2 = " + std::to_string(beta2) + ", expected in [0, 1)"; });
+  require(eps >= 0.0 && std::isfinite(eps), who,
+          [&] { return "eps = " + std::to_string(eps) + ", expected finite and >= 0"; });
   require(weight_decay >= 0.0 && std::isfinite(weight_decay), who,
-          "weight_decay = " + std::to_string(weight_decay) + ", expected finite and >= 0");
+          [&] { return "weight_decay = " + std::to_string(weight_decay) + ", expected finite and >= 0"; });
 }
 
 void adam_step(int64_t n, float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
@@ -114,11 +123,9 @@ void adam_step(int64_t n, float* param, const float* grad, float* exp_avg, float
   const Loop loop = s.coupled ? (low ? adam_loop<true, false, true> : adam_loop<true, false, false>)
                     : s.decoupled ? (low ? adam_loop<false, true, true> : adam_loop<false, true, false>)
                                   : (low ? adam_loop<false, false, true> : adam_loop<false, false, false>);
-#pragma omp parallel for schedule(static) if (n > kGrain)
-  for (int64_t b = 0; b < n; b += kGrain) {
-    const int64_t e = std::min(n, b + kGrain);
+  parallel_for(n, threads_for(n, kGrain), [&](int64_t b, int64_t e) {
     loop(param + b, grad + b, exp_avg + b, exp_avg_sq + b, e - b, s);
-  }
+  }, kLine);
 }
 
 void adam_step_ref(int64_t n, float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
@@ -145,13 +152,15 @@ void adam_step_ref(int64_t n, float* param, const float* grad, float* exp_avg, f
 // ---- SGD ----
 
 void SgdHyper::validate(const char* who) const {
-  require(lr >= 0.0 && std::isfinite(lr), who, "lr = " + std::to_string(lr) + ", expected finite and >= 0");
-  require(momentum >= 0.0 && std::isfinite(momentum), who, "momentum = " + std::to_string(momentum) + ", expected >= 0");
-  require(std::isfinite(dampening), who, "dampening must be finite");
+  require(lr >= 0.0 && std::isfinite(lr), who,
+          [&] { return "lr = " + std::to_string(lr) + ", expected finite and >= 0"; });
+  require(momentum >= 0.0 && std::isfinite(momentum), who,
+          [&] { return "momentum = " + std::to_string(momentum) + ", expected >= 0"; });
+  require(std::isfinite(dampening), who, [] { return std::string("dampening must be finite"); });
   require(weight_decay >= 0.0 && std::isfinite(weight_decay), who,
-          "weight_decay = " + std::to_string(weight_decay) + ", expected finite and >= 0");
+          [&] { return "weight_decay = " + std::to_string(weight_decay) + ", expected finite and >= 0"; });
   require(!nesterov || (momentum > 0.0 && dampening == 0.0), who,
-          "nesterov momentum requires a momentum and zero dampening");
+          [] { return std::string("nesterov momentum requires a momentum and zero dampening"); });
 }
 
 namespace {
@@ -180,9 +189,10 @@ inline void sgd_element(float& p, float g, float* buf, bool first, const SgdScal
 
 void check_sgd(const char* who, int64_t n, float* param, const float* grad, float* buf, const SgdHyper& h) {
   h.validate(who);
-  require(n >= 0, who, "n = " + std::to_string(n) + ", expected >= 0 (nn/kernels/adam.h)");
-  require(n == 0 || (param && grad), who, "param and grad must not be null");
-  require(n == 0 || h.momentum == 0.0 || buf, who, "momentum > 0 needs a momentum buffer");
+  require(n >= 0, who, [&] { return "n = " + std::to_string(n) + ", expected >= 0 (nn/kernels/adam.h)"; });
+  require(n == 0 || (param && grad), who, [] { return std::string("param and grad must not be null"); });
+  require(n == 0 || h.momentum == 0.0 || buf, who,
+          [] { return std::string("momentum > 0 needs a momentum buffer"); });
 }
 
 }  // namespace
@@ -191,12 +201,10 @@ void sgd_step(int64_t n, float* param, const float* grad, float* momentum_buf, b
               const SgdHyper& h) {
   check_sgd("sgd_step", n, param, grad, momentum_buf, h);
   const SgdScalars s = sgd_scalars(h);
-#pragma omp parallel for schedule(static) if (n > kGrain)
-  for (int64_t b = 0; b < n; b += kGrain) {
-    const int64_t e = std::min(n, b + kGrain);
+  parallel_for(n, threads_for(n, kGrain), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i)
       sgd_element(param[i], grad[i], s.has_momentum ? momentum_buf + i : nullptr, first_step, s);
-  }
+  }, kLine);
 }
 
 void sgd_step_ref(int64_t n, float* param, const float* grad, float* momentum_buf, bool first_step,

@@ -105,6 +105,26 @@ ConvThreading resolve(ConvThreading mode, int64_t items, int threads) {
   return ConvThreading::Blas;
 }
 
+// body(item) for item in [0, items): one parallel region with dynamic scheduling (per-image work is
+// uneven) on T threads, or a plain loop when T == 1 (no OpenMP runtime call; common.h).
+template <class F>
+void for_items(int64_t items, int T, F&& body) {
+  if (T <= 1 || items <= 1) {
+    for (int64_t item = 0; item < items; ++item) body(item);
+    return;
+  }
+#pragma omp parallel for schedule(dynamic) num_threads(T)
+  for (int64_t item = 0; item < items; ++item) body(item);
+}
+
+// im2col of one (image, group) for the Blas mode: its rows split across threads when there are
+// enough of them (one region per image; the GEMM that follows is OpenBLAS's to thread).
+void im2col_threads(const Conv2dGeom& g, const float* x, float* col, int T) {
+  const int64_t K = g.col_rows();
+  parallel_for(K, std::min(T, threads_for(K * g.OH() * g.OW(), 1 << 15)),
+               [&](int64_t r0, int64_t r1) { im2col_rows(g, x, col, r0, r1); });
+}
+
 // [begin, end) of chunk t when n items are split into `parts` chunks whose starts are multiples
 // of `align` (so each thread's GEMM columns start on a cache line).
 std::pair<int64_t, int64_t> chunk(int64_t n, int64_t parts, int64_t t, int64_t align) {
@@ -118,26 +138,21 @@ std::pair<int64_t, int64_t> chunk(int64_t n, int64_t parts, int64_t t, int64_t a
 // ---- geometry ------------------------------------------------------------------------------------
 
 void Conv2dGeom::validate(const char* who) const {
-  const std::string w = std::string(who) + " (nn/kernels/conv.h Conv2dGeom)";
-  require(N >= 1, w.c_str(), field("N", N) + ", expected >= 1");
-  require(C >= 1, w.c_str(), field("C", C) + ", expected >= 1");
-  require(H >= 1, w.c_str(), field("H", H) + ", expected >= 1");
-  require(W >= 1, w.c_str(), field("W", W) + ", expected >= 1");
-  require(OC >= 1, w.c_str(), field("OC", OC) + ", expected >= 1");
-  require(KH >= 1, w.c_str(), field("KH", KH) + ", expected >= 1");
-  require(KW >= 1, w.c_str(), field("KW", KW) + ", expected >= 1");
-  require(SH >= 1, w.c_str(), field("SH", SH) + ", expected >= 1");
-  require(SW >= 1, w.c_str(), field("SW", SW) + ", expected >= 1");
-  require(PH >= 0, w.c_str(), field("PH", PH) + ", expected >= 0");
-  require(PW >= 0, w.c_str(), field("PW", PW) + ", expected >= 0");
-  require(groups >= 1, w.c_str(), field("groups", groups) + ", expected >= 1");
-  require(C % groups == 0 && OC % groups == 0, w.c_str(),
-          field("groups", groups) + " must divide C = " + std::to_string(C) + " and OC = " +
-              std::to_string(OC));
-  require(H + 2 * PH >= KH, w.c_str(),
-          field("KH", KH) + " exceeds the padded height H + 2*PH = " + std::to_string(H + 2 * PH));
-  require(W + 2 * PW >= KW, w.c_str(),
-          field("KW", KW) + " exceeds the padded width W + 2*PW = " + std::to_string(W + 2 * PW));
+  // Every convolution and depthwise call runs this, so the messages are built only on failure.
+  auto fail = [&](const std::string& what) {
+    throw Error(std::string(who) + " (nn/kernels/conv.h Conv2dGeom): " + what);
+  };
+  const std::pair<const char*, int64_t> positive[] = {{"N", N},   {"C", C},   {"H", H},   {"W", W},
+                                                      {"OC", OC}, {"KH", KH}, {"KW", KW}, {"SH", SH},
+                                                      {"SW", SW}, {"groups", groups}};
+  for (const auto& [name, v] : positive)
+    if (v < 1) fail(field(name, v) + ", expected >= 1");
+  if (PH < 0) fail(field("PH", PH) + ", expected >= 0");
+  if (PW < 0) fail(field("PW", PW) + ", expected >= 0");
+  if (C % groups != 0 || OC % groups != 0)
+    fail(field("groups", groups) + " must divide C = " + std::to_string(C) + " and OC = " + std::to_string(OC));
+  if (H + 2 * PH < KH) fail(field("KH", KH) + " exceeds the padded height H + 2*PH = " + std::to_string(H + 2 * PH));
+  if (W + 2 * PW < KW) fail(field("KW", KW) + " exceeds the padded width W + 2*PW = " + std::to_string(W + 2 * PW));
 }
 
 Conv2dGeom conv2d_geom(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t k,
@@ -221,8 +236,7 @@ void conv2d_forward(const Conv2dGeom& g, const float* x, const float* w, const f
 
   if (mode == ConvThreading::Images) {
     BlasThreads blas(1);
-#pragma omp parallel for schedule(dynamic) num_threads(T)
-    for (int64_t item = 0; item < items; ++item) {
+    for_items(items, T, [&](int64_t item) {
       const int64_t n = item / G, gi = item % G;
       const float* col = image(n, gi);
       if (!pointwise) {
@@ -231,7 +245,7 @@ void conv2d_forward(const Conv2dGeom& g, const float* x, const float* w, const f
         col = buf;
       }
       product(n, gi, col, 0, OHW);
-    }
+    });
   } else if (mode == ConvThreading::Columns) {
     BlasThreads blas(1);
     float* buf = pointwise ? nullptr : scratch(0, K * OHW);  // shared by the team
@@ -258,10 +272,7 @@ void conv2d_forward(const Conv2dGeom& g, const float* x, const float* w, const f
     for (int64_t item = 0; item < items; ++item) {
       const int64_t n = item / G, gi = item % G;
       const float* col = pointwise ? image(n, gi) : buf;
-      if (!pointwise) {
-#pragma omp parallel for schedule(static) num_threads(T)
-        for (int64_t r = 0; r < K; ++r) im2col_rows(g, image(n, gi), buf, r, r + 1);
-      }
+      if (!pointwise) im2col_threads(g, image(n, gi), buf, T);
       product(n, gi, col, 0, OHW);
     }
   }
@@ -304,13 +315,12 @@ void conv2d_backward_data(const Conv2dGeom& g, const float* dy, const float* w, 
 
   if (mode == ConvThreading::Images) {
     BlasThreads blas(1);
-#pragma omp parallel for schedule(dynamic) num_threads(T)
-    for (int64_t item = 0; item < items; ++item) {
+    for_items(items, T, [&](int64_t item) {
       const int64_t n = item / G, gi = item % G;
       float* dcol = pointwise ? image(n, gi) : scratch(0, K * OHW);
       product(n, gi, dcol, 0, OHW);
       if (!pointwise) col2im_channels(g, dcol, image(n, gi), 0, Cg);
-    }
+    });
   } else if (mode == ConvThreading::Columns) {
     BlasThreads blas(1);
     float* buf = pointwise ? nullptr : scratch(0, K * OHW);
@@ -338,10 +348,9 @@ void conv2d_backward_data(const Conv2dGeom& g, const float* dy, const float* w, 
       const int64_t n = item / G, gi = item % G;
       float* dcol = pointwise ? image(n, gi) : buf;
       product(n, gi, dcol, 0, OHW);
-      if (!pointwise) {
-#pragma omp parallel for schedule(static) num_threads(T)
-        for (int64_t c = 0; c < Cg; ++c) col2im_channels(g, buf, image(n, gi), c, c + 1);
-      }
+      if (!pointwise)
+        parallel_for(Cg, std::min(T, threads_for(K * OHW, 1 << 15)),
+                     [&](int64_t c0, int64_t c1) { col2im_channels(g, buf, image(n, gi), c0, c1); });
     }
   }
 }
@@ -379,35 +388,39 @@ void conv2d_backward_weight(const Conv2dGeom& g, const float* x, const float* dy
   };
 
   if (mode == ConvThreading::Images) {
-    // Each thread sums its images into a private copy of dw; the copies are then added in thread
-    // order (so the result depends on the thread count only through rounding).
     BlasThreads blas(1);
+    auto im2col_of = [&](int64_t n, int64_t gi) {
+      if (pointwise) return image(n, gi);
+      float* buf = scratch(0, K * OHW);
+      im2col_rows(g, image(n, gi), buf, 0, K);
+      return static_cast<const float*>(buf);
+    };
+    if (T <= 1 || items <= 1) {  // one thread: the products accumulate straight into dw
+      for (int64_t item = 0; item < items; ++item) {
+        const int64_t n = item / G, gi = item % G;
+        product(n, gi, im2col_of(n, gi), dw, n == 0 ? 0.f : 1.f, 0, OCg);
+      }
+      return;
+    }
+    // Each thread sums its share of the images (a static split: thread t takes the t-th block)
+    // into a private copy of dw; after the one barrier the copies are added in thread order, each
+    // thread a slice of dw (so the result depends on the thread count only through rounding).
     std::vector<float*> partial(static_cast<size_t>(T), nullptr);
-    int used = 1;
 #pragma omp parallel num_threads(T)
     {
-      const int t = thread_num();
-#pragma omp single
-      used = team_size();
+      const int t = thread_num(), used = team_size();
       float* acc = scratch(1, wn);
       std::fill(acc, acc + wn, 0.f);
       partial[static_cast<size_t>(t)] = acc;
-#pragma omp for schedule(static)
-      for (int64_t item = 0; item < items; ++item) {
+      for (int64_t item = items * t / used; item < items * (t + 1) / used; ++item) {
         const int64_t n = item / G, gi = item % G;
-        const float* col = image(n, gi);
-        if (!pointwise) {
-          float* buf = scratch(0, K * OHW);
-          im2col_rows(g, image(n, gi), buf, 0, K);
-          col = buf;
-        }
-        product(n, gi, col, acc, 1.f, 0, OCg);
+        product(n, gi, im2col_of(n, gi), acc, 1.f, 0, OCg);
       }
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < wn; ++i) {
-        float s = 0.f;
-        for (int u = 0; u < used; ++u) s += partial[static_cast<size_t>(u)][i];
-        dw[i] = s;
+#pragma omp barrier
+      for (int64_t i = wn * t / used; i < wn * (t + 1) / used; ++i) {
+        float sum = 0.f;
+        for (int u = 0; u < used; ++u) sum += partial[static_cast<size_t>(u)][i];
+        dw[i] = sum;
       }
     }
   } else if (mode == ConvThreading::Columns) {
@@ -438,10 +451,7 @@ void conv2d_backward_weight(const Conv2dGeom& g, const float* x, const float* dy
     for (int64_t item = 0; item < items; ++item) {
       const int64_t n = item / G, gi = item % G;
       const float* col = pointwise ? image(n, gi) : buf;
-      if (!pointwise) {
-#pragma omp parallel for schedule(static) num_threads(T)
-        for (int64_t r = 0; r < K; ++r) im2col_rows(g, image(n, gi), buf, r, r + 1);
-      }
+      if (!pointwise) im2col_threads(g, image(n, gi), buf, T);
       product(n, gi, col, dw, n == 0 ? 0.f : 1.f, 0, OCg);
     }
   }
@@ -466,15 +476,16 @@ void conv2d_backward_weight_ref(const Conv2dGeom& g, const float* x, const float
 // ---- backward-bias ---------------------------------------------------------------------------------
 
 void conv2d_backward_bias(int64_t N, int64_t OC, int64_t P, const float* dy, float* db) {
-  require(N >= 1 && OC >= 1 && P >= 1, "conv2d_backward_bias (nn/kernels/conv.h)",
-          "N, OC, P must be >= 1, got " + std::to_string(N) + ", " + std::to_string(OC) + ", " +
-              std::to_string(P));
-#pragma omp parallel for schedule(static) if (N * OC * P >= (1 << 15))
-  for (int64_t oc = 0; oc < OC; ++oc) {
-    double s = 0.0;
-    for (int64_t n = 0; n < N; ++n) s += sum_lanes(dy + (n * OC + oc) * P, P);
-    db[oc] = static_cast<float>(s);
-  }
+  require(N >= 1 && OC >= 1 && P >= 1, "conv2d_backward_bias (nn/kernels/conv.h)", [&] {
+    return "N, OC, P must be >= 1, got " + std::to_string(N) + ", " + std::to_string(OC) + ", " + std::to_string(P);
+  });
+  parallel_for(OC, threads_for(N * OC * P, 1 << 15), [&](int64_t oc0, int64_t oc1) {
+    for (int64_t oc = oc0; oc < oc1; ++oc) {
+      double s = 0.0;
+      for (int64_t n = 0; n < N; ++n) s += sum_lanes(dy + (n * OC + oc) * P, P);
+      db[oc] = static_cast<float>(s);
+    }
+  });
 }
 
 void conv2d_backward_bias_ref(int64_t N, int64_t OC, int64_t P, const float* dy, float* db) {
