@@ -178,7 +178,7 @@ RunConfig RunConfig::defaults() {
   c.sleep.data.spectrogram.context_s = 150;
   c.sleep.data.target = data::Target::Sleep;
   c.sleep.train = c.apnea.train;
-  c.sleep.train.epochs = 2;
+  c.sleep.train.epochs = 4;  // 2 -> 4: 5-fold CV sleep/wake accuracy 0.711 -> 0.724, kappa 0.21 -> 0.31
   if (const char* cache = std::getenv("SLEEPNET_CACHE")) {
     c.cache_dir = cache;
   } else if (const char* home = std::getenv("HOME")) {
