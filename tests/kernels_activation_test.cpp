@@ -1,15 +1,20 @@
 // tests/kernels_activation_test.cpp: ReLU6, global average pooling, linear and dropout kernels
 // (nn/kernels/activation.h): hand-computed values (ReLU6's gradient at the kinks, PyTorch's
 // dropout scaling), the optimized kernels against their refs, and adjoint identities for the
-// linear maps (pooling, linear).
+// linear maps (pooling, linear). Also the threading helpers of nn/kernels/common.h these
+// element-wise kernels split their arrays with (threads_for, parallel_for).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nn/kernels/activation.h"
+#include "nn/kernels/common.h"
 #include "tensor/tensor.h"
 #include "tests/kernels_test_util.h"
 
@@ -21,6 +26,40 @@ using testing::dot;
 using testing::expect_close;
 using testing::expect_equal;
 using testing::random_floats;
+
+TEST(KernelsThreads, ThreadsForGivesOneThreadPerGrainUpToTheBudget) {
+  const int most = max_threads();
+  EXPECT_EQ(threads_for(0, 100), 1);
+  EXPECT_EQ(threads_for(199, 100), 1);
+  EXPECT_EQ(threads_for(250, 100), std::min(2, most));
+  EXPECT_EQ(threads_for(int64_t{1} << 40, 100), most);
+  EXPECT_EQ(threads_for(10, 0), most);  // no grain: every thread
+}
+
+TEST(KernelsThreads, ParallelForCoversEveryIndexOnceInAlignedChunks) {
+  for (int threads : {1, 2, 3, 7})
+    for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{15}, int64_t{16}, int64_t{17}, int64_t{100}, int64_t{1001}})
+      for (int64_t align : {int64_t{1}, int64_t{16}}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::vector<std::pair<int64_t, int64_t>> chunks;
+        std::mutex m;
+        parallel_for(n, threads, [&](int64_t b, int64_t e) {
+          {
+            std::lock_guard<std::mutex> lock(m);
+            chunks.emplace_back(b, e);
+          }
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+        }, align);
+        const std::string tag = "threads " + std::to_string(threads) + " n " + std::to_string(n) + " align " +
+                                std::to_string(align);
+        for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "index " << i << ", " << tag;
+        EXPECT_LE(chunks.size(), static_cast<size_t>(std::max(threads, 1))) << tag;
+        for (const auto& [b, e] : chunks) {
+          EXPECT_LT(b, e) << "empty chunks are not called, " << tag;
+          EXPECT_EQ(b % align, 0) << "chunk starts on a multiple of align, " << tag;
+        }
+      }
+}
 
 TEST(KernelsActivation, Relu6ValuesAndGradientAtTheKinks) {
   const float nan = std::numeric_limits<float>::quiet_NaN();

@@ -7,7 +7,9 @@
 //      which hold exactly in real arithmetic, so in double they agree to ~1e-12 relative;
 //   2. every optimized kernel, in every threading mode, against its `_ref` twin on many geometries
 //      (odd sizes, stride 2 with odd and even inputs, padding 0/1/2, kernels 1/3/5, groups);
-//   3. the same on every distinct convolution shape of MobileNetV2 at a small batch.
+//   3. the same on every distinct convolution shape of MobileNetV2 at a small batch, and with 1, 2
+//      and 3 threads on batches that do not divide evenly among them (the per-thread partial
+//      weight gradients and their reduction after the one barrier).
 // Error bounds are per element: rtol * (the same computation on |inputs|), i.e. relative to the
 // sum of |terms| that rounding acts on.
 #include <gtest/gtest.h>
@@ -22,6 +24,10 @@
 #include "nn/kernels/mobilenet_shapes.h"
 #include "tensor/tensor.h"
 #include "tests/kernels_test_util.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace sleepnet::kernels {
 namespace {
@@ -262,6 +268,22 @@ TEST(KernelsConv, SingleImageUsesEveryModeCorrectly) {
     if (l.kind != LayerKind::Depthwise)
       for (ConvThreading mode : kModes) check_against_ref(l.geom, mode, seed++, l.name);
 }
+
+#ifdef _OPENMP
+TEST(KernelsConv, EveryThreadCountMatchesRef) {
+  const int saved = omp_get_max_threads();
+  uint64_t seed = 3000;
+  // Large enough (> 1 MFLOP) to use the threads; 5 and 7 images split unevenly over 2 and 3 threads.
+  for (const Conv2dGeom& g : {geom(5, 24, 16, 16, 40, 1, 1, 0, 1), geom(7, 8, 17, 15, 12, 3, 2, 1, 1),
+                              geom(5, 12, 12, 12, 12, 3, 1, 1, 3)})
+    for (int t : {1, 2, 3}) {
+      omp_set_num_threads(t);
+      for (ConvThreading mode : {ConvThreading::Auto, ConvThreading::Images})
+        check_against_ref(g, mode, seed++, "threads " + std::to_string(t));
+    }
+  omp_set_num_threads(saved);
+}
+#endif
 
 // ---- bad input ---------------------------------------------------------------------------------
 

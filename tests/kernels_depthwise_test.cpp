@@ -4,9 +4,17 @@
 //      groups == C, itself checked against a brute-force convolution in kernels_conv_test);
 //   2. the backward refs against the forward through the adjoint identities
 //        <dy, conv(x, w)> == <backward_data(dy, w), x> == <backward_weight(x, dy), w>;
-//   3. the optimized kernels (3x3 specialised paths and the general path, small planes through
-//      the channel-last path, larger ones plane by plane) against the refs on many geometries and
-//      on every distinct MobileNetV2 depthwise layer.
+//   3. the optimized kernels against the refs on many geometries and on every distinct MobileNetV2
+//      depthwise layer. The kernels take one of three paths by geometry (nn/kernels/depthwise.cpp):
+//      tiny planes as dense matrices (at most 64 pixels in and out, 1024 pairs), 3x3 stride 1/2 as
+//      flat polyphase planes (rows of at least 16 outputs written row by row, two at a time with
+//      stride 1; narrower ones as one loop and a copy out; the weight gradient over stacks of
+//      planes), and the general path for everything else (5x5, stride 3, mixed strides in
+//      backward-data). The geometry list below names which cases it is there for, and every
+//      geometry runs again with a larger plane, so each case meets more than one path;
+//   4. larger batches (the tiny path's blocks of 4 and 64 images, the weight gradient's stacks,
+//      with remainders), and results that do not depend on the thread count (every output or
+//      weight gradient is summed by one thread, in a fixed order).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -19,6 +27,10 @@
 #include "nn/kernels/mobilenet_shapes.h"
 #include "tensor/tensor.h"
 #include "tests/kernels_test_util.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace sleepnet::kernels {
 namespace {
@@ -41,19 +53,28 @@ Conv2dGeom dw(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s, 
 
 std::vector<Conv2dGeom> geometries() {
   std::vector<Conv2dGeom> gs = {
-      dw(2, 3, 8, 8, 3, 1, 1),    dw(2, 3, 7, 9, 3, 1, 1),   dw(2, 3, 8, 8, 3, 2, 1),
-      dw(2, 3, 7, 7, 3, 2, 1),    dw(1, 4, 9, 6, 3, 2, 1),   dw(2, 2, 7, 8, 3, 1, 0),
-      dw(2, 2, 9, 8, 3, 2, 0),    dw(1, 3, 6, 7, 3, 1, 2),   dw(1, 3, 7, 6, 3, 2, 2),
-      dw(2, 2, 9, 9, 5, 1, 2),    dw(2, 2, 10, 9, 5, 2, 2),  dw(1, 2, 6, 6, 1, 1, 0),
-      dw(1, 2, 7, 7, 1, 2, 0),    dw(1, 2, 4, 4, 3, 1, 3),   dw(1, 2, 1, 1, 3, 1, 1),
-      dw(1, 2, 2, 3, 3, 2, 1),    dw(3, 5, 3, 3, 3, 1, 1),   dw(1, 1, 33, 31, 3, 1, 1),
-      dw(1, 1, 33, 31, 3, 2, 1),  dw(2, 3, 12, 40, 3, 2, 1), dw(1, 2, 5, 5, 3, 3, 1),
+      // tiny planes (dense matrices): square, odd, 1x1, 2x2, 4x4 with stride 2, padding 0 to 3
+      dw(2, 3, 8, 8, 3, 2, 1), dw(2, 3, 7, 7, 3, 2, 1), dw(1, 2, 4, 4, 3, 1, 3), dw(1, 2, 1, 1, 3, 1, 1),
+      dw(1, 2, 2, 3, 3, 2, 1), dw(3, 5, 3, 3, 3, 1, 1), dw(5, 3, 2, 2, 3, 1, 1), dw(5, 3, 4, 4, 3, 2, 1),
+      dw(2, 2, 5, 6, 5, 1, 2), dw(1, 2, 6, 6, 1, 1, 0), dw(1, 2, 5, 5, 3, 3, 1),
+      // 3x3 stride 1, flat loop (rows narrower than 16): odd sizes, padding 0, 1, 2
+      dw(2, 3, 9, 10, 3, 1, 1), dw(2, 3, 11, 9, 3, 1, 1), dw(2, 2, 12, 13, 3, 1, 0), dw(1, 3, 9, 11, 3, 1, 2),
+      // 3x3 stride 1, rows of 16 or more: an odd number of rows (the last one alone), padding 0
+      dw(1, 1, 33, 31, 3, 1, 1), dw(2, 2, 17, 16, 3, 1, 1), dw(1, 2, 10, 18, 3, 1, 0),
+      // 3x3 stride 2: even and odd sizes, padding 0, 1, 2; narrow and wide output rows
+      dw(1, 4, 13, 10, 3, 2, 1), dw(2, 2, 12, 13, 3, 2, 0), dw(1, 3, 11, 12, 3, 2, 2),
+      dw(1, 1, 33, 31, 3, 2, 1), dw(2, 3, 12, 40, 3, 2, 1), dw(1, 2, 9, 34, 3, 2, 0),
+      // the general path: 5x5, stride 3
+      dw(2, 2, 9, 9, 5, 1, 2), dw(2, 2, 10, 9, 5, 2, 2), dw(1, 2, 7, 7, 1, 2, 0), dw(1, 2, 11, 10, 3, 3, 1),
   };
   Conv2dGeom rect = dw(2, 3, 9, 11, 3, 1, 1);
-  rect.KW = 5, rect.SW = 2, rect.PW = 2;  // 3x5 kernel, strides (1, 2)
+  rect.KW = 5, rect.SW = 2, rect.PW = 2;  // 3x5 kernel, strides (1, 2): the general path
   gs.push_back(rect);
-  // The kernels take a channel-last path for planes of at most 64 pixels and a plane-by-plane
-  // path above: every geometry again with a larger plane, so both paths see every case.
+  Conv2dGeom mixed = dw(2, 2, 11, 10, 3, 1, 1);
+  mixed.SH = 2;  // 3x3, strides (2, 1): fast forward and weight gradient, general backward-data
+  gs.push_back(mixed);
+  // Every geometry again with a larger plane, so each case also meets the next path up (tiny ->
+  // flat, narrow -> wide rows).
   const size_t n = gs.size();
   for (size_t i = 0; i < n; ++i) {
     Conv2dGeom big = gs[i];
@@ -143,6 +164,41 @@ TEST(KernelsDepthwise, MobileNetV2ShapesMatchRef) {
       if (l.kind == LayerKind::Depthwise) check_against_ref(l.geom, seed += 4, l.name);
   }
 }
+
+// The tiny path multiplies four images at a time and sums the weight gradient in float over blocks
+// of 64 images; the fast weight gradient stacks up to ~16 KB of planes per loop. Batches that
+// leave remainders in all of them.
+TEST(KernelsDepthwise, LargerBatchesWithRemainders) {
+  uint64_t seed = 5000;
+  for (const Conv2dGeom& g : {dw(70, 3, 4, 4, 3, 1, 1), dw(67, 2, 2, 2, 3, 1, 1), dw(66, 3, 8, 8, 3, 2, 1),
+                              dw(13, 2, 16, 16, 3, 1, 1), dw(9, 2, 18, 17, 3, 2, 1), dw(45, 2, 8, 8, 3, 1, 1)})
+    check_against_ref(g, seed += 4, "batch");
+}
+
+#ifdef _OPENMP
+// Each output plane and each channel's weight gradient is computed by one thread in a fixed order,
+// so the thread count changes nothing, not even the rounding.
+TEST(KernelsDepthwise, ResultsDoNotDependOnTheThreadCount) {
+  const int saved = omp_get_max_threads();
+  for (const Conv2dGeom& g : {dw(8, 16, 16, 16, 3, 1, 1), dw(8, 16, 16, 16, 3, 2, 1), dw(16, 32, 4, 4, 3, 1, 1),
+                              dw(4, 8, 20, 21, 5, 1, 2)}) {
+    const Data d = make_data(g, 77);
+    std::vector<std::vector<float>> out[2];
+    for (int t : {1, 3}) {
+      omp_set_num_threads(t);
+      std::vector<float> y(static_cast<size_t>(g.y_numel())), dx(static_cast<size_t>(g.x_numel())),
+          dwt(static_cast<size_t>(g.w_numel()));
+      depthwise_forward(g, d.x.data(), d.w.data(), d.bias.data(), y.data());
+      depthwise_backward_data(g, d.dy.data(), d.w.data(), dx.data());
+      depthwise_backward_weight(g, d.x.data(), d.dy.data(), dwt.data());
+      out[t == 1 ? 0 : 1] = {y, dx, dwt};
+    }
+    omp_set_num_threads(saved);
+    for (size_t i = 0; i < 3; ++i)
+      EXPECT_EQ(out[0][i], out[1][i]) << "pass " << i << " differs between 1 and 3 threads, " << label(g);
+  }
+}
+#endif
 
 TEST(KernelsDepthwise, RejectsNonDepthwiseGeometry) {
   std::vector<float> buf(1024);
