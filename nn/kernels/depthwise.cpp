@@ -556,16 +556,16 @@ void backward_weight_tiny(const Conv2dGeom& g, const float* x, const float* dy, 
 // k * RH * len), so output u of plane k is U = k * RH * len + u and the taps keep their constant
 // offsets: one loop over U covers K planes (the backward-weight pass stacks the small planes of
 // one channel that way, to reduce its sums once per stack instead of once per plane).
+// (Strides are 1 or 2 here, so the per-row arithmetic uses shifts: an integer division costs tens
+// of cycles, more than a whole row of a small plane.)
 struct Phases {
   int64_t SH = 1, SW = 1, RH = 0, len = 0, OH = 0, OW = 0, K = 1;
+  int64_t off[9] = {};  // tap k = kh*3 + kw of output u is data[off[k] + u]
   float* data = nullptr;
   int64_t plane() const { return RH * len; }  // floats of one plane in one phase
   int64_t size() const { return SH * SW * K * plane(); }
   float* row(int64_t a, int64_t b, int64_t i, int64_t k = 0) const {
     return data + ((a * SW + b) * K + k) * plane() + i * len;
-  }
-  int64_t off(int64_t kh, int64_t kw) const {
-    return ((kh % SH) * SW + kw % SW) * K * plane() + (kh / SH) * len + kw / SW;
   }
   int64_t n() const { return (OH - 1) * len + OW; }  // u in [0, n) covers every real output
 };
@@ -576,6 +576,9 @@ Phases make_phases(const Conv2dGeom& g, int64_t K = 1) {
   P.SH = g.SH, P.SW = g.SW, P.OH = g.OH(), P.OW = g.OW(), P.K = K;
   P.RH = P.OH + (g.KH - 1) / g.SH;  // rows oh + kh / SH, kh <= KH - 1
   P.len = P.OW + (g.KW - 1) / g.SW;
+  for (int64_t kh = 0; kh < 3; ++kh)
+    for (int64_t kw = 0; kw < 3; ++kw)
+      P.off[kh * 3 + kw] = ((kh % P.SH) * P.SW + kw % P.SW) * K * P.plane() + (kh / P.SH) * P.len + kw / P.SW;
   P.data = scratch(0, P.size());
   std::memset(P.data, 0, sizeof(float) * static_cast<size_t>(P.size()));
   return P;
@@ -584,21 +587,23 @@ Phases make_phases(const Conv2dGeom& g, int64_t K = 1) {
 // P <- the pixels of the input plane x [H, W] (P's padding stays zero). With SW = 2 the input
 // columns pair up: x[2k] and x[2k + 1] land in the two column phases at slots k + PW/2 and
 // k + (PW + 1)/2, so one loop reads x once and writes both contiguously.
+// `stack`: which of P's K stacked planes to fill.
 [[gnu::always_inline]] inline void fill_phases(const Conv2dGeom& g, const float* __restrict x, const Phases& P,
-                                               int64_t k = 0) {
-  const int64_t PH = g.PH, PW = g.PW, W = g.W, len = P.len, SH = P.SH;
-  const int64_t qa = PW % 2, oa = PW / 2, ob = (PW + 1) / 2;  // SW = 2: x[2k] -> phase qa, slot k + oa; x[2k+1] -> the other, k + ob
-  const int64_t pairs = std::max<int64_t>(0, std::min(W / 2, len - std::max(oa, ob)));
+                                               int64_t stack = 0) {
+  const int64_t PH = g.PH, PW = g.PW, W = g.W, len = P.len, row_shift = P.SH == 2 ? 1 : 0;
+  // SW = 2: x[2k] -> column phase qa, slot k + oa; x[2k + 1] -> the other phase, slot k + ob
+  const int64_t qa = PW & 1, oa = PW >> 1, ob = (PW + 1) >> 1;
+  const int64_t pairs = std::max<int64_t>(0, std::min(W >> 1, len - std::max(oa, ob)));
   for (int64_t ih = 0; ih < g.H; ++ih) {
-    const int64_t r = ih + PH, a = r % SH, i = r / SH;
-    if (i >= P.RH) break;  // input rows no output reaches
+    const int64_t r = ih + PH, a = r & row_shift, i = r >> row_shift;  // padded row r: phase a, row i
+    if (i >= P.RH) break;                                              // input rows no output reaches
     const float* __restrict xr = x + ih * W;
     if (P.SW == 1) {
-      copy_floats(P.row(a, 0, i, k) + PW, xr, std::min(W, len - PW));
+      copy_floats(P.row(a, 0, i, stack) + PW, xr, std::min(W, len - PW));
       continue;
     }
-    float* __restrict ea = P.row(a, qa, i, k) + oa;
-    float* __restrict eb = P.row(a, 1 - qa, i, k) + ob;
+    float* __restrict ea = P.row(a, qa, i, stack) + oa;
+    float* __restrict eb = P.row(a, 1 - qa, i, stack) + ob;
 #pragma omp simd
     for (int64_t k = 0; k < pairs; ++k) {
       ea[k] = xr[2 * k];
@@ -606,7 +611,7 @@ Phases make_phases(const Conv2dGeom& g, int64_t K = 1) {
     }
     for (int64_t iw = 2 * pairs; iw < W; ++iw) {  // an odd W's last column (or columns no output reaches)
       const int64_t c = iw + PW;
-      if (c / 2 < len) P.row(a, c % 2, i, k)[c / 2] = xr[iw];
+      if ((c >> 1) < len) P.row(a, c & 1, i, stack)[c >> 1] = xr[iw];
     }
   }
 }
@@ -615,7 +620,7 @@ Phases make_phases(const Conv2dGeom& g, int64_t K = 1) {
 struct Taps9 {
   const float* t[9];
   explicit Taps9(const Phases& P) {
-    for (int k = 0; k < 9; ++k) t[k] = P.data + P.off(k / 3, k % 3);
+    for (int k = 0; k < 9; ++k) t[k] = P.data + P.off[k];
   }
 };
 
@@ -828,8 +833,7 @@ void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, cons
     Phases P;  // this thread's phases (fast path), padding zeroed once per call
     float* Y = nullptr;
     if (fast) P = make_phases(g), Y = scratch(1, P.n());
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t c = p % C;
+    for (int64_t p = p0, c = p0 % C; p < p1; ++p, c = c + 1 == C ? 0 : c + 1) {  // c = p % C
       if (fast) forward_plane_3x3(g, P, Y, x + p * HW, w + c * KK, bias ? bias + c : nullptr, y + p * OHW);
       else forward_plane(g, x + p * HW, w + c * KK, bias ? bias[c] : 0.f, y + p * OHW);
     }
@@ -857,8 +861,8 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
       buf = scratch(1, gsize);
       std::fill(buf, buf + gsize, 0.f);
     }
-    for (int64_t p = p0; p < p1; ++p) {
-      const float* wc = w + (p % C) * KK;
+    for (int64_t p = p0, c = p0 % C; p < p1; ++p, c = c + 1 == C ? 0 : c + 1) {  // c = p % C
+      const float* wc = w + c * KK;
       if (rotated) {
         const float rot[9] = {wc[8], wc[7], wc[6], wc[5], wc[4], wc[3], wc[2], wc[1], wc[0]};
         forward_plane_3x3(t, P, buf, dy + p * OHW, rot, nullptr, dx + p * HW);
