@@ -52,7 +52,8 @@ TEST(KernelsThreads, ParallelForCoversEveryIndexOnceInAlignedChunks) {
         }, align);
         const std::string tag = "threads " + std::to_string(threads) + " n " + std::to_string(n) + " align " +
                                 std::to_string(align);
-        for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "index " << i << ", " << tag;
+        for (int64_t i = 0; i < n; ++i)
+          EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "index " << i << ", " << tag;
         EXPECT_LE(chunks.size(), static_cast<size_t>(std::max(threads, 1))) << tag;
         for (const auto& [b, e] : chunks) {
           EXPECT_LT(b, e) << "empty chunks are not called, " << tag;

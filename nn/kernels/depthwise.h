@@ -8,10 +8,12 @@
 //
 // (x is zero outside [0, H) x [0, W)). Every (n, c) plane is independent, so forward and
 // backward-data run in parallel over N x C planes; backward-weight sums over n for each c, so it
-// runs in parallel over C. The 3x3 kernels (the only size MobileNetV2 uses) have specialised
-// loops: the interior of each plane (where the window never touches padding) runs without bounds
-// checks over contiguous W, the borders go through the general path. The backward passes are
-// derived step by step in depthwise.cpp.
+// runs in parallel over C (each result is summed by one thread in a fixed order: the thread count
+// does not change it). How a plane is computed depends on its size (depthwise.cpp): tiny planes
+// (4x4, 2x2, ...) as a small dense matrix per channel; 3x3 with stride 1 or 2 (every other
+// MobileNetV2 layer) as "flat polyphase" planes, one branch-free loop of nine shifted loads per
+// plane with the padding in a per-thread buffer; any other kernel, stride or padding through a
+// general path. The backward passes are derived step by step in depthwise.cpp.
 //
 // Shapes: the geometry is a Conv2dGeom (conv.h) with groups == C == OC (channel multiplier 1).
 //   x  [N, C, H, W]    w  [C, 1, KH, KW]    bias [C] (may be null)    y  [N, C, OH, OW]
