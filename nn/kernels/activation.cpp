@@ -102,10 +102,14 @@ void global_avg_pool_backward(int64_t N, int64_t C, int64_t HW, const float* dy,
   check_pool(N, C, HW, "global_avg_pool_backward");
   const float inv = static_cast<float>(HW);
   parallel_for(N * C, threads_for(N * C * HW, kGrain), [&](int64_t b, int64_t e) {
+    // (locals, not the lambda's captures: a float store could otherwise change the captured `inv`)
+    const float* __restrict src = dy;
+    float* __restrict dst = dx;
+    const float scale = inv;
+    const int64_t hw = HW;
     for (int64_t p = b; p < e; ++p) {
-      const float v = dy[p] / inv;
-      float* __restrict d = dx + p * HW;
-      for (int64_t i = 0; i < HW; ++i) d[i] = v;
+      const float v = src[p] / scale;
+      for (int64_t i = 0; i < hw; ++i) dst[p * hw + i] = v;
     }
   });
 }
