@@ -35,6 +35,7 @@
 #include <omp.h>
 #endif
 
+#include "nn/kernels/blas_core.h"
 #include "nn/kernels/mobilenet_shapes.h"
 
 namespace sleepnet::bench {
@@ -219,6 +220,7 @@ inline std::string tag(int64_t size, int64_t batch, int64_t threads) {
 
 // The main() of every kernel benchmark program: our options first, then Google Benchmark's.
 inline int bench_main(int argc, char** argv, void (*register_all)(const Options&)) {
+  kernels::select_blas_core(argv);  // as the app does: OpenBLAS's kernels for this CPU (kernel and yardstick alike)
   const Options o = parse_options(&argc, argv);
   register_all(o);
   benchmark::Initialize(&argc, argv);
