@@ -39,8 +39,8 @@ namespace {
 struct ConfigFlags {
   RunConfig c = RunConfig::defaults();
   int image_size = 0;
-  double context_s = -1;
-  int epochs = 0;
+  double context_s = -1, sleep_context_s = -1;
+  int epochs = 0, sleep_epochs = 0;
   int64_t batch = 0;
   double width = 0, lr = 0;
   int64_t seed = -1;
@@ -60,11 +60,13 @@ struct ConfigFlags {
     app->add_flag("--no-sleep-model", no_sleep, "train no sleep model: AHI per hour of recording");
     app->add_option("--records", c.records, "apnea records to use (default: every record present)");
     app->add_option("--sleep-records", c.sleep_records, "sleep records to use (default: every record present)");
-    app->add_option("--epochs", epochs, "training epochs of the apnea model (sleep model: 2/3 of it)");
+    app->add_option("--epochs", epochs, "training epochs of the apnea model (sleep model: 2/3 of it unless --sleep-epochs)");
+    app->add_option("--sleep-epochs", sleep_epochs, "training epochs of the sleep model");
     app->add_option("--batch-size", batch, "batch size");
     app->add_option("--width", width, "MobileNetV2 width multiplier");
     app->add_option("--image-size", image_size, "image height and width (pixels)");
     app->add_option("--context", context_s, "seconds of context on each side of an apnea window");
+    app->add_option("--sleep-context", sleep_context_s, "seconds of context on each side of a 30-s sleep epoch");
     app->add_option("--lr", lr, "peak learning rate (AdamW, warm-up + cosine)");
     app->add_option("--weight-decay", weight_decay, "AdamW weight decay");
     app->add_option("--dropout", dropout, "dropout before the classifier");
@@ -78,6 +80,9 @@ struct ConfigFlags {
                   "images without the heart-rate level channel (mean RR per frame): the spectrogram only");
     app->add_option("--f-max", f_max, "highest frequency of the images (Hz)");
     app->add_option("--smooth", c.smooth_windows, "average p(apnea) over +-N neighbouring minutes (0: off)")
+        ->capture_default_str();
+    app->add_option("--smooth-sleep", c.smooth_sleep_epochs,
+                    "average p(sleep) over +-N neighbouring 30-s epochs (0: off)")
         ->capture_default_str();
     app->add_option("--min-coverage", min_coverage, "drop training windows whose beats cover less than this share");
     app->add_option("--seed", seed, "random seed (initialisation, batch order, dropout, splits)");
@@ -120,7 +125,9 @@ struct ConfigFlags {
       c.apnea.train.epochs = epochs;
       c.sleep.train.epochs = std::max(1, epochs * 2 / 3);
     }
+    if (sleep_epochs > 0) c.sleep.train.epochs = sleep_epochs;
     if (context_s >= 0) c.apnea.data.spectrogram.context_s = context_s;
+    if (sleep_context_s >= 0) c.sleep.data.spectrogram.context_s = sleep_context_s;
     return c;
   }
 };

@@ -87,13 +87,6 @@ fs::path temp_dir(const std::string& name) {
   return d;
 }
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 TEST(Trainer, InterruptedRunResumesToTheSameWeights) {
@@ -205,4 +198,19 @@ TEST(Pipeline, RunDirectoryOfAnotherVersionIsRefused) {
   EXPECT_THROW(prepare_run_dir(run.string(), c, false, false), Error);  // not a run directory
   EXPECT_TRUE(fs::exists(run / "precious.txt"));
   fs::remove_all(run);
+}
+
+TEST(Pipeline, RunConfigKeepsTheSmoothingAndReadsOlderRuns) {
+  RunConfig c = RunConfig::defaults();
+  c.smooth_windows = 3;
+  c.smooth_sleep_epochs = 5;
+  nlohmann::json j = c.to_json();
+  RunConfig back = RunConfig::from_json(j, "run.json");
+  EXPECT_EQ(back.smooth_windows, 3);
+  EXPECT_EQ(back.smooth_sleep_epochs, 5);
+  // a run made before p_sleep was smoothed has no key: it keeps predicting as it was trained
+  j.erase("smooth_sleep_epochs");
+  EXPECT_EQ(RunConfig::from_json(j, "run.json").smooth_sleep_epochs, 0);
+  j.erase("smooth_windows");  // a key that was always written is required
+  EXPECT_THROW(RunConfig::from_json(j, "run.json"), Error);
 }

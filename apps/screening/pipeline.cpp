@@ -131,6 +131,7 @@ json RunConfig::to_json() const {
               {"sleep", sleep.to_json()},
               {"validation_fraction", validation_fraction},
               {"smooth_windows", smooth_windows},
+              {"smooth_sleep_epochs", smooth_sleep_epochs},
               {"threads", threads}};
 }
 
@@ -145,6 +146,7 @@ RunConfig RunConfig::from_json(const json& j, const std::string& source) {
     c.sleep = ModelConfig::from_json(j.at("sleep"), source);
     c.validation_fraction = j.at("validation_fraction");
     c.smooth_windows = j.at("smooth_windows");
+    c.smooth_sleep_epochs = j.value("smooth_sleep_epochs", 0);  // runs made before it existed: off
     c.threads = j.at("threads");
     return c;
   } catch (const json::exception& e) {
@@ -266,6 +268,29 @@ struct RecordProbs {
   std::vector<double> p;
 };
 
+// Replaces each window's probability by the mean over the windows of its record within +-k window
+// lengths of it (windows of a record are in time order; a gap in the record ends the neighbourhood).
+// Model outputs only, never labels. k = 0: unchanged.
+void smooth_in_time(std::vector<RecordProbs>& records, const data::Dataset& ds, int k) {
+  if (k <= 0) return;
+  for (RecordProbs& rp : records) {
+    std::vector<double> sm(rp.p.size());
+    for (size_t j = 0; j < rp.p.size(); ++j) {
+      const data::SampleInfo& sj = ds.sample(rp.samples[j]);
+      const double reach = k * sj.duration_s + 1e-6;
+      double sum = 0;
+      int n = 0;
+      for (size_t i = j - std::min<size_t>(j, k); i < rp.p.size() && i <= j + k; ++i) {
+        if (std::fabs(ds.sample(rp.samples[i]).start_s - sj.start_s) > reach) continue;
+        sum += rp.p[i];
+        ++n;
+      }
+      sm[j] = sum / n;
+    }
+    rp.p = std::move(sm);
+  }
+}
+
 std::vector<RecordProbs> per_record(nn::MobileNetV2& model, const data::Dataset& ds) {
   std::vector<double> p = predict_probabilities(model, ds, ds.all_samples());
   std::vector<RecordProbs> out(ds.records().size());
@@ -300,25 +325,7 @@ Prediction predict_records(Models& models, const std::vector<data::Record>& reco
   ao.min_coverage = 0.0;
   data::Dataset ads = data::build_dataset(records, ao);
   std::vector<RecordProbs> ap = per_record(*models.apnea, ads);
-  if (c.smooth_windows > 0) {
-    for (RecordProbs& rp : ap) {
-      // windows of a record are in time order; neighbours are those within k window lengths
-      std::vector<double> sm(rp.p.size());
-      for (size_t j = 0; j < rp.p.size(); ++j) {
-        const data::SampleInfo& sj = ads.sample(rp.samples[j]);
-        const double reach = c.smooth_windows * sj.duration_s + 1e-6;
-        double sum = 0;
-        int n = 0;
-        for (size_t k = j - std::min<size_t>(j, c.smooth_windows); k < rp.p.size() && k <= j + c.smooth_windows; ++k) {
-          if (std::fabs(ads.sample(rp.samples[k]).start_s - sj.start_s) > reach) continue;
-          sum += rp.p[k];
-          ++n;
-        }
-        sm[j] = sum / n;
-      }
-      rp.p = std::move(sm);
-    }
-  }
+  smooth_in_time(ap, ads, c.smooth_windows);
 
   // Sleep probability of each 30-s epoch, looked up by (record, epoch start).
   std::vector<std::map<int64_t, double>> sleep_p(records.size());
@@ -329,6 +336,7 @@ Prediction predict_records(Models& models, const std::vector<data::Record>& reco
     so.min_coverage = 0.0;
     data::Dataset sds = data::build_dataset(epochs, so);
     std::vector<RecordProbs> sp = per_record(*models.sleep, sds);
+    smooth_in_time(sp, sds, c.smooth_sleep_epochs);
     for (size_t ri = 0; ri < sds.records().size(); ++ri) {
       int idx = -1;
       for (size_t k = 0; k < records.size(); ++k)
@@ -407,10 +415,13 @@ std::vector<SleepEpochRow> predict_sleep_epochs(Models& models, const std::vecto
   if (!models.sleep) return out;
   data::Dataset ds = data::build_dataset(records, dataset_options(models.config.sleep, models.config.cache_dir,
                                                                   data::Target::Sleep, false));
-  std::vector<double> p = predict_probabilities(*models.sleep, ds, ds.all_samples());
-  for (int64_t i = 0; i < ds.size(); ++i) {
-    const data::SampleInfo& s = ds.sample(i);
-    out.push_back({ds.records()[s.record].id, s.start_s, s.duration_s, p[i], s.label > 0.5f ? 1 : 0});
+  std::vector<RecordProbs> sp = per_record(*models.sleep, ds);
+  smooth_in_time(sp, ds, models.config.smooth_sleep_epochs);
+  for (const RecordProbs& rp : sp) {
+    for (size_t j = 0; j < rp.samples.size(); ++j) {
+      const data::SampleInfo& s = ds.sample(rp.samples[j]);
+      out.push_back({ds.records()[s.record].id, s.start_s, s.duration_s, rp.p[j], s.label > 0.5f ? 1 : 0});
+    }
   }
   return out;
 }

@@ -7,7 +7,8 @@
 //   p_apnea         the model's probability, averaged over the neighbouring minutes of the
 //                   night (RunConfig::smooth_windows)
 //   apnea minutes   minutes with p_apnea >= 0.5
-//   hours           sleep hours: 30-s epochs with p_sleep >= 0.5 (without a sleep model: the
+//   hours           sleep hours: 30-s epochs with p_sleep >= 0.5, p_sleep averaged over the
+//                   neighbouring epochs (RunConfig::smooth_sleep_epochs) (without a sleep model: the
 //                   hours of scored windows, "in bed")
 //   raw AHI         apnea minutes / hours (a count of thresholded minutes: see predict_records)
 //   estimated AHI   max(0, a * raw + b): a line fitted (least squares) on the training records'
@@ -53,6 +54,10 @@ struct RunConfig {
   // over the windows within +-smooth_windows of it (apneas come in runs; a window's neighbours are
   // evidence too). Uses model outputs only, never labels. 0 = off.
   int smooth_windows = 2;
+  // The same for p_sleep over +-smooth_sleep_epochs 30-s epochs (sleep stages last minutes; the
+  // README's sleep table measured the choice). It applies to the sleep metrics and to the sleep
+  // hours of the AHI alike. 0 = off.
+  int smooth_sleep_epochs = 8;
   int threads = 0;                    // 0 = OpenMP's default
   std::string cache_dir;              // "" = no image cache
   bool progress = true;
