@@ -103,6 +103,7 @@ void check_depthwise(const Conv2dGeom& g, const char* who) {
 #define SLEEPNET_INLINE __attribute__((always_inline))
 template <int64_t B>
 using Width = std::integral_constant<int64_t, B>;
+constexpr int64_t kLanes = 16;  // floats per block, and per group of the weight gradient's sums
 
 // f(Width<B>{}) with B the widest of 16, 8, 4 not above n; f(Width<1>{}) below 4. Choosing the
 // width once per plane keeps the branch out of the row loops.
@@ -629,8 +630,8 @@ Phases make_phases(const Conv2dGeom& g, int64_t K = 1) {
   for (int64_t kh = 0; kh < 3; ++kh)
     for (int64_t kw = 0; kw < 3; ++kw)
       P.off[kh * 3 + kw] = ((kh % P.SH) * P.SW + kw % P.SW) * K * P.plane() + (kh / P.SH) * P.len + kw / P.SW;
-  P.data = scratch(0, P.size());
-  std::memset(P.data, 0, sizeof(float) * static_cast<size_t>(P.size()));
+  P.data = scratch(0, P.size() + kLanes);  // + slack: the weight gradient reads whole groups of 16
+  std::memset(P.data, 0, sizeof(float) * static_cast<size_t>(P.size() + kLanes));
   return P;
 }
 
@@ -887,9 +888,28 @@ SLEEPNET_MULTIVERSION void backward_data_plane_3x3_s2(const Conv2dGeom& g, const
 // acc[k] += formula (2) for `count` <= P.K planes of one channel (x planes xs floats apart, dy
 // planes ys): the nine dot products of dy with the taps it read, as one loop over U for the whole
 // stack. dy is copied into G with the phases' layout (K planes of RH * len; the slots that are no
-// output stay zero, so the thrown-away positions add nothing). Float partial sums in vector lanes
-// over blocks of kDwBlock positions (a few dozen terms per lane), added to acc in double.
+// output stay zero, so the thrown-away positions add nothing, and so do the up to 15 positions
+// past the end that round the loop up to whole groups of 16: G and the phases have 16 zeros of
+// slack). The nine sums are kept in explicit vector lanes (F16: 16 floats, one AVX-512 register,
+// two AVX2 or four SSE2 ones; `omp simd reduction` ended every block with 9 x 16 scalar adds through
+// memory, which dominated small planes): float partial sums per lane over blocks of kDwBlock
+// positions (64 terms per lane), each lane then added into double, pairwise.
+typedef float F16 __attribute__((vector_size(64)));
 constexpr int64_t kDwBlock = 1024;
+
+[[gnu::always_inline]] inline void load16(F16& v, const float* p) { std::memcpy(&v, p, sizeof v); }
+
+// acc += the 16 lanes of v, widened to double and added pairwise (a fixed order).
+[[gnu::always_inline]] inline void add_lanes(double& acc, const F16& v) {
+  float t[kLanes];
+  std::memcpy(t, &v, sizeof t);
+  double d[kLanes / 2];
+  for (int64_t l = 0; l < kLanes / 2; ++l) d[l] = static_cast<double>(t[l]) + t[l + kLanes / 2];
+  for (int64_t w = kLanes / 4; w >= 1; w /= 2)
+    for (int64_t l = 0; l < w; ++l) d[l] += d[l + w];
+  acc += d[0];
+}
+
 SLEEPNET_MULTIVERSION void backward_weight_stack_3x3(const Conv2dGeom& g, const Phases& P, float* G, const float* x,
                                                      int64_t xs, const float* dy, int64_t ys, int64_t count,
                                                      double* acc) {
@@ -898,24 +918,20 @@ SLEEPNET_MULTIVERSION void backward_weight_stack_3x3(const Conv2dGeom& g, const 
     fill_phases(g, x + k * xs, P, k);
     copy_rows(G + k * P.plane(), len, dy + k * ys, OW, OH, OW);
   }
-  const int64_t n = (count - 1) * P.plane() + P.n();
+  const int64_t n = ceil_div((count - 1) * P.plane() + P.n(), kLanes) * kLanes;
   const Taps9 T(P);
   for (int64_t b = 0; b < n; b += kDwBlock) {
     const int64_t e = std::min(n, b + kDwBlock);
-    const float *__restrict t0 = T.t[0], *__restrict t1 = T.t[1], *__restrict t2 = T.t[2];
-    const float *__restrict t3 = T.t[3], *__restrict t4 = T.t[4], *__restrict t5 = T.t[5];
-    const float *__restrict t6 = T.t[6], *__restrict t7 = T.t[7], *__restrict t8 = T.t[8];
-    const float* __restrict gp = G;
-    simd_acc s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, s8 = 0;
-#pragma omp simd reduction(+ : s0, s1, s2, s3, s4, s5, s6, s7, s8)
-    for (int64_t u = b; u < e; ++u) {
-      const float p = gp[u];
-      s0 += p * t0[u], s1 += p * t1[u], s2 += p * t2[u];
-      s3 += p * t3[u], s4 += p * t4[u], s5 += p * t5[u];
-      s6 += p * t6[u], s7 += p * t7[u], s8 += p * t8[u];
+    F16 s[9] = {};
+    for (int64_t u = b; u < e; u += kLanes) {
+      F16 p, t;
+      load16(p, G + u);
+      for (int k = 0; k < 9; ++k) {
+        load16(t, T.t[k] + u);
+        s[k] += p * t;
+      }
     }
-    acc[0] += s0, acc[1] += s1, acc[2] += s2, acc[3] += s3, acc[4] += s4;
-    acc[5] += s5, acc[6] += s6, acc[7] += s7, acc[8] += s8;
+    for (int k = 0; k < 9; ++k) add_lanes(acc[k], s[k]);
   }
 }
 
@@ -1011,8 +1027,8 @@ void depthwise_backward_weight(const Conv2dGeom& g, const float* x, const float*
     float* G = nullptr;
     if (fast) {
       F = make_phases(g, K);
-      G = scratch(1, K * F.plane());
-      std::fill(G, G + K * F.plane(), 0.f);
+      G = scratch(1, K * F.plane() + kLanes);
+      std::fill(G, G + K * F.plane() + kLanes, 0.f);
     } else {
       P = phase_plane(g, false);
     }
