@@ -942,16 +942,6 @@ int64_t weight_stack(const Conv2dGeom& g) {
   return std::clamp<int64_t>(4096 / std::max<int64_t>(P.size(), 1), 1, g.N);
 }
 
-// Asks the cache for the n floats at p (one prefetch per 64-byte line), without waiting: issued for
-// the next plane while this one is computed. A plane of a 32x32 input is one 4 KB page, and the
-// hardware prefetcher does not cross pages, so without it every plane would start with a stall.
-inline void prefetch_floats(const float* p, int64_t n) {
-  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
-}
-// Planes up to this many floats are prefetched whole (larger planes keep the hardware prefetcher
-// busy on their own).
-constexpr int64_t kPrefetchPlane = 4096;
-
 bool is_3x3_fast(const Conv2dGeom& g) {
   return g.KH == 3 && g.KW == 3 && (g.SH == 1 || g.SH == 2) && (g.SW == 1 || g.SW == 2);
 }
@@ -970,7 +960,6 @@ void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, cons
     float* Y = nullptr;
     if (fast) P = make_phases(g), Y = scratch(1, P.n());
     for (int64_t p = p0, c = p0 % C; p < p1; ++p, c = c + 1 == C ? 0 : c + 1) {  // c = p % C
-      if (p + 1 < p1 && HW <= kPrefetchPlane) prefetch_floats(x + (p + 1) * HW, HW);
       if (fast) forward_plane_3x3(g, P, Y, x + p * HW, w + c * KK, bias ? bias + c : nullptr, y + p * OHW);
       else forward_plane(g, x + p * HW, w + c * KK, bias ? bias[c] : 0.f, y + p * OHW);
     }
@@ -1000,7 +989,6 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
     }
     for (int64_t p = p0, c = p0 % C; p < p1; ++p, c = c + 1 == C ? 0 : c + 1) {  // c = p % C
       const float* wc = w + c * KK;
-      if (p + 1 < p1 && OHW <= kPrefetchPlane) prefetch_floats(dy + (p + 1) * OHW, OHW);
       if (rotated) {
         const float rot[9] = {wc[8], wc[7], wc[6], wc[5], wc[4], wc[3], wc[2], wc[1], wc[0]};
         forward_plane_3x3(t, P, buf, dy + p * OHW, rot, nullptr, dx + p * HW);
