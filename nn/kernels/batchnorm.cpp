@@ -79,7 +79,11 @@ void check_pointers(const char* who, std::initializer_list<const void*> ptrs) {
 // Shifted sums over n values: s1 += sum (p - k), s2 += sum (p - k)^2. Float partial sums over
 // blocks of 64 values (`omp simd` lets the compiler keep them in vector lanes: it may reorder
 // these additions and no others), each block added into double: accurate for any n.
-SLEEPNET_MULTIVERSION void shifted_moments(const float* __restrict p, int64_t n, float k, double& s1, double& s2) {
+// (Explicit 16-lane sums, flushed to double every 256 values, ran 14x14 and 28x28 planes 1.3-1.5x
+// faster, but moved the parity fixture's final.* values, which after three Adam steps depend on
+// the order of every float sum, past their tolerance: bench/README.md.)
+[[gnu::always_inline]] inline void moments_loop(const float* __restrict p, int64_t n, float k, double& s1,
+                                                double& s2) {
   constexpr int64_t kBlock = 64;  // short enough that even an in-order float sum stays accurate
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t e = std::min(n, b + kBlock);
@@ -102,8 +106,9 @@ inline float relu6_pass(float g, float z) { return ((z <= 0.f) | (z >= 6.f)) ? 0
 // sg += sum g, sgd += sum g * (x - mu), same blocking as above. kRelu6: g masked by the fused
 // output zp (relu6_pass); zp is unused otherwise.
 template <bool kRelu6>
-inline void grad_sums_loop(const float* __restrict gp, const float* __restrict zp, const float* __restrict xp,
-                           int64_t n, float mu, double& sg, double& sgd) {
+[[gnu::always_inline]] inline void grad_sums_loop(const float* __restrict gp, const float* __restrict zp,
+                                                  const float* __restrict xp, int64_t n, float mu, double& sg,
+                                                  double& sgd) {
   constexpr int64_t kBlock = 64;  // short enough that even an in-order float sum stays accurate
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t e = std::min(n, b + kBlock);
@@ -145,9 +150,36 @@ int64_t channel_block(const BatchNormGeom& g, int threads) {
   return std::min(fit, share);
 }
 
+// ---- a block's channels of one image ----
+// x [nb, HW]: nb consecutive channel planes of one image. One call per image and block instead of
+// one per plane: at batch 1 a plane of 7x7 or 14x14 values is too short to pay for a call (and
+// its CPU dispatch) of its own. Per plane, the same loops as above.
+
+// s1[c] += sum (x_c - k[c]), s2[c] += sum (x_c - k[c])^2 for each plane c < nb.
+SLEEPNET_MULTIVERSION void block_moments(const float* x, int64_t nb, int64_t HW, const float* k, double* s1,
+                                         double* s2) {
+  for (int64_t c = 0; c < nb; ++c) moments_loop(x + c * HW, HW, k[c], s1[c], s2[c]);
+}
+
+// sg[c] += sum g_c, sgd[c] += sum g_c (x_c - mu[c]); kRelu6: g masked by the fused output z.
+template <bool kRelu6>
+[[gnu::always_inline]] inline void block_grad_sums_loop(const float* g, const float* z, const float* x, int64_t nb, int64_t HW,
+                                 const float* mu, double* sg, double* sgd) {
+  for (int64_t c = 0; c < nb; ++c)
+    grad_sums_loop<kRelu6>(g + c * HW, kRelu6 ? z + c * HW : nullptr, x + c * HW, HW, mu[c], sg[c], sgd[c]);
+}
+SLEEPNET_MULTIVERSION void block_grad_sums(const float* g, const float* x, int64_t nb, int64_t HW, const float* mu,
+                                           double* sg, double* sgd) {
+  block_grad_sums_loop<false>(g, nullptr, x, nb, HW, mu, sg, sgd);
+}
+SLEEPNET_MULTIVERSION void block_grad_sums_relu6(const float* g, const float* z, const float* x, int64_t nb,
+                                                 int64_t HW, const float* mu, double* sg, double* sgd) {
+  block_grad_sums_loop<true>(g, z, x, nb, HW, mu, sg, sgd);
+}
+
 // y = x * alpha + beta over n values, optionally clamped to [0, 6].
 template <bool kRelu6>
-inline void affine_loop(const float* __restrict x, float alpha, float beta, float* __restrict y, int64_t n) {
+[[gnu::always_inline]] inline void affine_loop(const float* __restrict x, float alpha, float beta, float* __restrict y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     float v = x[i] * alpha + beta;
     if constexpr (kRelu6) v = std::min(std::max(v, 0.f), 6.f);
@@ -165,10 +197,19 @@ template <bool kRelu6>
 void affine(const float* x, float alpha, float beta, float* y, int64_t n) {
   (kRelu6 ? affine_relu6 : affine_plain)(x, alpha, beta, y, n);
 }
+// y_c = x_c * alpha[c] + beta[c] (clamped when kRelu6) for each plane c < nb of a block.
+SLEEPNET_MULTIVERSION void block_affine(const float* x, int64_t nb, int64_t HW, const float* alpha, const float* beta,
+                                        float* y) {
+  for (int64_t c = 0; c < nb; ++c) affine_loop<false>(x + c * HW, alpha[c], beta[c], y + c * HW, HW);
+}
+SLEEPNET_MULTIVERSION void block_affine_relu6(const float* x, int64_t nb, int64_t HW, const float* alpha,
+                                              const float* beta, float* y) {
+  for (int64_t c = 0; c < nb; ++c) affine_loop<true>(x + c * HW, alpha[c], beta[c], y + c * HW, HW);
+}
 
 // dx = a g + b (x - mu) + c over n values: formula (3). kRelu6: g masked by the fused output zp.
 template <bool kRelu6>
-inline void dx_body(const float* __restrict gp, const float* __restrict zp, const float* __restrict xp, float a,
+[[gnu::always_inline]] inline void dx_body(const float* __restrict gp, const float* __restrict zp, const float* __restrict xp, float a,
                     float b, float c, float mu, float* __restrict dp, int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
     float gv = gp[j];
@@ -176,13 +217,17 @@ inline void dx_body(const float* __restrict gp, const float* __restrict zp, cons
     dp[j] = a * gv + b * (xp[j] - mu) + c;
   }
 }
-SLEEPNET_MULTIVERSION void dx_loop(const float* gp, const float* xp, float a, float b, float c, float mu, float* dp,
-                                   int64_t n) {
-  dx_body<false>(gp, nullptr, xp, a, b, c, mu, dp, n);
+// formula (3) for each plane c < nb of a block, with its own a, b, c and mu.
+SLEEPNET_MULTIVERSION void block_dx(const float* g, const float* x, int64_t nb, int64_t HW, const float* a,
+                                    const float* b, const float* c, const float* mu, float* dx) {
+  for (int64_t i = 0; i < nb; ++i)
+    dx_body<false>(g + i * HW, nullptr, x + i * HW, a[i], b[i], c[i], mu[i], dx + i * HW, HW);
 }
-SLEEPNET_MULTIVERSION void dx_loop_relu6(const float* gp, const float* zp, const float* xp, float a, float b, float c,
-                                         float mu, float* dp, int64_t n) {
-  dx_body<true>(gp, zp, xp, a, b, c, mu, dp, n);
+SLEEPNET_MULTIVERSION void block_dx_relu6(const float* g, const float* z, const float* x, int64_t nb, int64_t HW,
+                                          const float* a, const float* b, const float* c, const float* mu,
+                                          float* dx) {
+  for (int64_t i = 0; i < nb; ++i)
+    dx_body<true>(g + i * HW, z + i * HW, x + i * HW, a[i], b[i], c[i], mu[i], dx + i * HW, HW);
 }
 
 // dx = a g over n values (eval mode), g masked by zp when kRelu6.
@@ -200,6 +245,9 @@ SLEEPNET_MULTIVERSION void scale_loop_relu6(const float* __restrict gp, const fl
 // coefficients (each channel's value repeated HW times): every loop runs over the whole slab.
 // Sums are kept per slab position in float for up to 16 images, then added into double.
 constexpr int64_t kSlab = 64;
+// Slabs pay for their per-value coefficient arrays over many images; at batch 1 a plane of 16 or
+// more values runs plane by plane (block_* above) instead: 7x7 at batch 1 was 3x faster that way.
+bool use_slabs(const BatchNormGeom& g) { return g.HW < kSlab && (g.N > 1 || g.HW < 16); }
 
 SLEEPNET_MULTIVERSION void slab_moments(const float* __restrict x, const float* __restrict k, float* __restrict a,
                                         float* __restrict q, int64_t n) {
@@ -246,6 +294,22 @@ SLEEPNET_MULTIVERSION void slab_dx_relu6(const float* __restrict g, const float*
   for (int64_t j = 0; j < n; ++j) dx[j] = a[j] * relu6_pass(g[j], z[j]) + b[j] * (x[j] - mu[j]) + c[j];
 }
 
+// s1[c] += the sum of a[c*HW, (c+1)*HW), s2[c] likewise from q, for c < nb: the slab positions of
+// each channel added up, in vector lanes (a plain loop here is a chain of dependent adds, one per
+// position: 4 cycles each, which made 7x7 planes at batch 1 the slowest batch-norm layers).
+SLEEPNET_MULTIVERSION void slab_channel_sums(const float* __restrict a, const float* __restrict q, int64_t nb,
+                                             int64_t HW, double* __restrict s1, double* __restrict s2) {
+  for (int64_t c = 0; c < nb; ++c) {
+    simd_acc sa = 0, sq = 0;  // at most HW < 64 values of at most 16 images each
+#pragma omp simd reduction(+ : sa, sq)
+    for (int64_t i = 0; i < HW; ++i) {
+      sa += a[c * HW + i];
+      sq += q[c * HW + i];
+    }
+    s1[c] += sa, s2[c] += sq;
+  }
+}
+
 // Per-channel sums (s1, s2 [nb]) over images of f(image n's slab, a, q): float per 16 images, then double.
 template <class F>
 void slab_sums(int64_t N, int64_t nb, int64_t HW, F add_image, double* s1, double* s2) {
@@ -255,11 +319,7 @@ void slab_sums(int64_t N, int64_t nb, int64_t HW, F add_image, double* s1, doubl
     std::fill(a.begin(), a.end(), 0.f);
     std::fill(q.begin(), q.end(), 0.f);
     for (int64_t n = n0; n < std::min(N, n0 + 16); ++n) add_image(n, a.data(), q.data());
-    for (int64_t c = 0; c < nb; ++c) {
-      float sa = 0.f, sq = 0.f;  // at most HW < 64 values of at most 16 images each
-      for (int64_t i = 0; i < HW; ++i) sa += a[static_cast<size_t>(c * HW + i)], sq += q[static_cast<size_t>(c * HW + i)];
-      s1[c] += sa, s2[c] += sq;
-    }
+    slab_channel_sums(a.data(), q.data(), nb, HW, s1, s2);
   }
 }
 
@@ -313,6 +373,7 @@ void train_forward(const char* who, const BatchNormGeom& g, const float* x, cons
   const int64_t N = g.N, C = g.C, HW = g.HW, M = N * HW;
   const bool parallel = N * C * HW >= kMinParallel;
   const int64_t G = channel_block(g, parallel ? max_threads() : 1), blocks = (C + G - 1) / G;
+  const bool slabs = use_slabs(g);
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t c0 = blk * G, c1 = std::min(C, c0 + G);
@@ -321,7 +382,7 @@ void train_forward(const char* who, const BatchNormGeom& g, const float* x, cons
     // Pass 1, statistics: sums shifted by each channel's first value, so that the sum of squares
     // does not cancel when the mean is large.
     const int64_t nb = c1 - c0;
-    if (HW < kSlab) {
+    if (slabs) {
       std::vector<float> shift(static_cast<size_t>(nb));
       for (int64_t c = c0; c < c1; ++c) shift[static_cast<size_t>(c - c0)] = x[c * HW];
       const std::vector<float> kv = expand(shift.data(), nb, HW);
@@ -329,10 +390,9 @@ void train_forward(const char* who, const BatchNormGeom& g, const float* x, cons
         slab_moments(x + (n * C + c0) * HW, kv.data(), a, q, nb * HW);
       }, s1.data(), s2.data());
     } else {
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t c = c0; c < c1; ++c)
-          shifted_moments(x + (n * C + c) * HW, HW, x[c * HW], s1[static_cast<size_t>(c - c0)],
-                          s2[static_cast<size_t>(c - c0)]);
+      std::vector<float> shift(static_cast<size_t>(nb));
+      for (int64_t c = c0; c < c1; ++c) shift[static_cast<size_t>(c - c0)] = x[c * HW];
+      for (int64_t n = 0; n < N; ++n) block_moments(x + (n * C + c0) * HW, nb, HW, shift.data(), s1.data(), s2.data());
     }
     for (int64_t c = c0; c < c1; ++c) {
       const size_t i = static_cast<size_t>(c - c0);
@@ -352,16 +412,15 @@ void train_forward(const char* who, const BatchNormGeom& g, const float* x, cons
       beta[i] = static_cast<float>((bias ? bias[c] : 0.0) - mean * a);
     }
     // Pass 2, normalise: y = x * alpha + beta (then min(max(y, 0), 6) when fused with ReLU6).
-    if (HW < kSlab) {
+    if (slabs) {
       const std::vector<float> av = expand(alpha.data(), nb, HW), bv = expand(beta.data(), nb, HW);
       for (int64_t n = 0; n < N; ++n)
         (kRelu6 ? slab_affine_relu6 : slab_affine)(x + (n * C + c0) * HW, av.data(), bv.data(),
                                                    y + (n * C + c0) * HW, nb * HW);
     } else {
       for (int64_t n = 0; n < N; ++n)
-        for (int64_t c = c0; c < c1; ++c)
-          affine<kRelu6>(x + (n * C + c) * HW, alpha[static_cast<size_t>(c - c0)], beta[static_cast<size_t>(c - c0)],
-                         y + (n * C + c) * HW, HW);
+        (kRelu6 ? block_affine_relu6 : block_affine)(x + (n * C + c0) * HW, nb, HW, alpha.data(), beta.data(),
+                                                      y + (n * C + c0) * HW);
     }
   }
 }
@@ -481,6 +540,7 @@ void train_backward(const char* who, const BatchNormGeom& g, const float* x, con
   const int64_t N = g.N, C = g.C, HW = g.HW, M = N * HW;
   const bool parallel = N * C * HW >= kMinParallel;
   const int64_t G = channel_block(g, parallel ? max_threads() : 1), blocks = (C + G - 1) / G;
+  const bool slabs = use_slabs(g);
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t c0 = blk * G, c1 = std::min(C, c0 + G);
@@ -488,7 +548,7 @@ void train_backward(const char* who, const BatchNormGeom& g, const float* x, con
     std::vector<float> ka(sg.size()), kb(sg.size()), kc(sg.size());
     const int64_t nb = c1 - c0;
     const std::vector<float> muv = expand(save_mean + c0, nb, HW);
-    if (HW < kSlab) {
+    if (slabs) {
       slab_sums(N, nb, HW, [&](int64_t n, float* a, float* q) {
         const int64_t o = (n * C + c0) * HW;
         if constexpr (kRelu6)
@@ -497,12 +557,13 @@ void train_backward(const char* who, const BatchNormGeom& g, const float* x, con
           slab_grad_sums(dy + o, x + o, muv.data(), a, q, nb * HW);
       }, sg.data(), sgd.data());
     } else {
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t c = c0; c < c1; ++c) {
-          const int64_t o = (n * C + c) * HW;
-          grad_sums_any<kRelu6>(dy + o, kRelu6 ? z + o : nullptr, x + o, HW, save_mean[c],
-                                sg[static_cast<size_t>(c - c0)], sgd[static_cast<size_t>(c - c0)]);
-        }
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t o = (n * C + c0) * HW;
+        if constexpr (kRelu6)
+          block_grad_sums_relu6(dy + o, z + o, x + o, nb, HW, save_mean + c0, sg.data(), sgd.data());
+        else
+          block_grad_sums(dy + o, x + o, nb, HW, save_mean + c0, sg.data(), sgd.data());
+      }
     }
     for (int64_t c = c0; c < c1; ++c) {
       const size_t i = static_cast<size_t>(c - c0);
@@ -513,7 +574,7 @@ void train_backward(const char* who, const BatchNormGeom& g, const float* x, con
       kb[i] = static_cast<float>(-gamma * r * r * r * sgd[i] / M);
       kc[i] = static_cast<float>(-gamma * r * sg[i] / M);
     }
-    if (HW < kSlab) {
+    if (slabs) {
       const std::vector<float> av = expand(ka.data(), nb, HW), bv = expand(kb.data(), nb, HW),
                                cv = expand(kc.data(), nb, HW);
       for (int64_t n = 0; n < N; ++n) {
@@ -524,15 +585,13 @@ void train_backward(const char* who, const BatchNormGeom& g, const float* x, con
           slab_dx(dy + o, x + o, av.data(), bv.data(), cv.data(), muv.data(), dx + o, nb * HW);
       }
     } else {
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t c = c0; c < c1; ++c) {
-          const size_t i = static_cast<size_t>(c - c0);
-          const int64_t o = (n * C + c) * HW;
-          if constexpr (kRelu6)
-            dx_loop_relu6(dy + o, z + o, x + o, ka[i], kb[i], kc[i], save_mean[c], dx + o, HW);
-          else
-            dx_loop(dy + o, x + o, ka[i], kb[i], kc[i], save_mean[c], dx + o, HW);
-        }
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t o = (n * C + c0) * HW;
+        if constexpr (kRelu6)
+          block_dx_relu6(dy + o, z + o, x + o, nb, HW, ka.data(), kb.data(), kc.data(), save_mean + c0, dx + o);
+        else
+          block_dx(dy + o, x + o, nb, HW, ka.data(), kb.data(), kc.data(), save_mean + c0, dx + o);
+      }
     }
   }
 }

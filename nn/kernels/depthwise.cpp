@@ -64,6 +64,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "nn/kernels/common.h"
@@ -86,27 +87,67 @@ void check_depthwise(const Conv2dGeom& g, const char* who) {
   });
 }
 
-// d[0, n) = s[0, n) in whole blocks of 16, 8 or 4 floats, the last block overlapping the one before
-// when n is not a multiple: short rows cost a few vector moves and no library call.
-template <int K>
-[[gnu::always_inline]] inline void move_block(float* d, const float* s) {
-  float t[K];
-  std::memcpy(t, s, sizeof t);
-  std::memcpy(d, t, sizeof t);
+// ---- fixed-width blocks ------------------------------------------------------------------------------
+// Rows here are short (7 to 112 floats), and a loop over a runtime number of floats compiles to a
+// vector body plus a scalar remainder loop that, on rows of 7 to 28 outputs, cost as much as the
+// body. So the loops over a row run in whole blocks of B = 16, 8 or 4 floats: a loop of
+// compile-time length 16 is exactly one AVX-512 register (two AVX2 ones, four SSE2 ones), with no
+// remainder. When B does not divide n, the last block overlaps the one before it: those outputs
+// are computed twice from the same inputs in the same order, so they get the same values. That
+// is only allowed where a block's outputs do not feed its own inputs (copies, and outputs computed
+// from a separate input): every user below is of that kind.
+//
+// The helpers take the block as a lambda marked SLEEPNET_INLINE (always_inline): inside a
+// multiversioned function, a lambda the compiler chose not to inline would be a separate function
+// compiled for baseline x86-64 (SSE2), and would be called once per block.
+#define SLEEPNET_INLINE __attribute__((always_inline))
+template <int64_t B>
+using Width = std::integral_constant<int64_t, B>;
+constexpr int64_t kLanes = 16;  // floats per block, and per group of the weight gradient's sums
+
+// f(Width<B>{}) with B the widest of 16, 8, 4 not above n; f(Width<1>{}) below 4. Choosing the
+// width once per plane keeps the branch out of the row loops.
+template <class F>
+[[gnu::always_inline]] inline void with_width(int64_t n, F&& f) {
+  if (n >= 16) f(Width<16>{});
+  else if (n >= 8) f(Width<8>{});
+  else if (n >= 4) f(Width<4>{});
+  else f(Width<1>{});
 }
-[[gnu::always_inline]] inline void copy_floats(float* __restrict d, const float* __restrict s, int64_t n) {
-  if (n >= 16) {
-    for (int64_t i = 0; i + 16 <= n; i += 16) move_block<16>(d + i, s + i);
-    if (n % 16 != 0) move_block<16>(d + n - 16, s + n - 16);
-  } else if (n >= 8) {
-    move_block<8>(d, s);
-    move_block<8>(d + n - 8, s + n - 8);
-  } else if (n >= 4) {
-    move_block<4>(d, s);
-    move_block<4>(d + n - 4, s + n - 4);
-  } else {
-    for (int64_t i = 0; i < n; ++i) d[i] = s[i];
-  }
+
+// block(i, Width<B>{}) for blocks of B floats covering [0, n) (n >= B), the last one overlapping.
+template <int64_t B, class Block>
+[[gnu::always_inline]] inline void blocks_of(Width<B> w, int64_t n, Block&& block) {
+  int64_t i = 0;
+  for (; i + B <= n; i += B) block(i, w);
+  if (i < n) block(n - B, w);
+}
+
+// The same with the width chosen from n.
+template <class Block>
+[[gnu::always_inline]] inline void for_blocks(int64_t n, Block&& block) {
+  with_width(n, [&](auto w) SLEEPNET_INLINE { blocks_of(w, n, block); });
+}
+
+template <int64_t B>
+[[gnu::always_inline]] inline void move_block(float* __restrict d, const float* __restrict s, Width<B>) {
+#pragma omp simd
+  for (int64_t i = 0; i < B; ++i) d[i] = s[i];
+}
+
+// d[0, n) = s[0, n): a few vector moves and no library call.
+[[gnu::always_inline]] inline void copy_floats(float* d, const float* s, int64_t n) {
+  for_blocks(n, [&](int64_t i, auto w) SLEEPNET_INLINE { move_block(d + i, s + i, w); });
+}
+
+// rows x n floats: row r from s + r*ss to d + r*ds (the block width chosen once for all rows).
+[[gnu::always_inline]] inline void copy_rows(float* d, int64_t ds, const float* s, int64_t ss, int64_t rows,
+                                             int64_t n) {
+  if (n <= 0) return;
+  with_width(n, [&](auto w) SLEEPNET_INLINE {
+    for (int64_t r = 0; r < rows; ++r)
+      blocks_of(w, n, [&](int64_t i, auto w2) SLEEPNET_INLINE { move_block(d + r * ds + i, s + r * ss + i, w2); });
+  });
 }
 
 // d[0, n) = 0: the few padding floats of a row without a library call.
@@ -589,8 +630,8 @@ Phases make_phases(const Conv2dGeom& g, int64_t K = 1) {
   for (int64_t kh = 0; kh < 3; ++kh)
     for (int64_t kw = 0; kw < 3; ++kw)
       P.off[kh * 3 + kw] = ((kh % P.SH) * P.SW + kw % P.SW) * K * P.plane() + (kh / P.SH) * P.len + kw / P.SW;
-  P.data = scratch(0, P.size());
-  std::memset(P.data, 0, sizeof(float) * static_cast<size_t>(P.size()));
+  P.data = scratch(0, P.size() + kLanes);  // + slack: the weight gradient reads whole groups of 16
+  std::memset(P.data, 0, sizeof(float) * static_cast<size_t>(P.size() + kLanes));
   return P;
 }
 
@@ -598,32 +639,76 @@ Phases make_phases(const Conv2dGeom& g, int64_t K = 1) {
 // columns pair up: x[2k] and x[2k + 1] land in the two column phases at slots k + PW/2 and
 // k + (PW + 1)/2, so one loop reads x once and writes both contiguously.
 // `stack`: which of P's K stacked planes to fill.
-[[gnu::always_inline]] inline void fill_phases(const Conv2dGeom& g, const float* __restrict x, const Phases& P,
-                                               int64_t stack = 0) {
-  const int64_t PH = g.PH, PW = g.PW, W = g.W, len = P.len, row_shift = P.SH == 2 ? 1 : 0;
+// Input planes up to this many floats (16 KB) are copied in run by run (see fill_phases_s).
+constexpr int64_t kL1Plane = 4096;
+
+template <int64_t SH, int64_t SW>
+[[gnu::always_inline]] inline void fill_phases_s(const Conv2dGeom& g, const float* __restrict x, const Phases& P,
+                                                 int64_t stack) {
+  const int64_t PH = g.PH, PW = g.PW, H = g.H, W = g.W, len = P.len;
   // SW = 2: x[2k] -> column phase qa, slot k + oa; x[2k + 1] -> the other phase, slot k + ob
   const int64_t qa = PW & 1, oa = PW >> 1, ob = (PW + 1) >> 1;
   const int64_t pairs = std::max<int64_t>(0, std::min(W >> 1, len - std::max(oa, ob)));
-  for (int64_t ih = 0; ih < g.H; ++ih) {
-    const int64_t r = ih + PH, a = r & row_shift, i = r >> row_shift;  // padded row r: phase a, row i
-    if (i >= P.RH) break;                                              // input rows no output reaches
-    const float* __restrict xr = x + ih * W;
-    if (P.SW == 1) {
-      copy_floats(P.row(a, 0, i, stack) + PW, xr, std::min(W, len - PW));
-      continue;
-    }
-    float* __restrict ea = P.row(a, qa, i, stack) + oa;
-    float* __restrict eb = P.row(a, 1 - qa, i, stack) + ob;
-#pragma omp simd
-    for (int64_t k = 0; k < pairs; ++k) {
-      ea[k] = xr[2 * k];
-      eb[k] = xr[2 * k + 1];
-    }
-    for (int64_t iw = 2 * pairs; iw < W; ++iw) {  // an odd W's last column (or columns no output reaches)
-      const int64_t c = iw + PW;
-      if ((c >> 1) < len) P.row(a, c & 1, i, stack)[c >> 1] = xr[iw];
-    }
+  // Input row ih = k*SH + t is padded row r = ih + PH: row phase r % SH, phase row r / SH. For each
+  // t < SH (one or two "runs"), rows k = 0, 1, ... go to consecutive rows of one row phase, so a
+  // run is a base pointer plus k * len.
+  float* dst[SH][SW];  // where x[k*SH + t][0] (and, SW = 2, x[...][1]) goes for k = 0
+  int64_t rows[SH];    // input rows of run t that some output reaches
+  for (int64_t t = 0; t < SH; ++t) {
+    const int64_t r = t + PH, a = r % SH, i0 = r / SH;
+    rows[t] = std::max<int64_t>(0, std::min((H - t + SH - 1) / SH, P.RH - i0));
+    if (SW == 1) dst[t][0] = P.row(a, 0, i0, stack) + PW;
+    else dst[t][0] = P.row(a, qa, i0, stack) + oa, dst[t][SW - 1] = P.row(a, 1 - qa, i0, stack) + ob;
   }
+  const int64_t n = SW == 1 ? std::min(W, len - PW) : pairs;  // floats (SW = 1) or pairs per row
+  const int64_t krows = SH == 1 ? rows[0] : std::max(rows[0], rows[SH - 1]);
+  if (n > 0)
+    with_width(n, [&](auto w) SLEEPNET_INLINE {  // the block width chosen once per plane
+      auto row = [&](int64_t k, int64_t t) SLEEPNET_INLINE {  // input row k*SH + t into its phases
+        const float* __restrict xr = x + (k * SH + t) * W;
+        if constexpr (SW == 1) {
+          float* __restrict o = dst[t][0] + k * len;
+          blocks_of(w, n, [&](int64_t j, auto B) SLEEPNET_INLINE { move_block(o + j, xr + j, B); });
+        } else {
+          float *__restrict ea = dst[t][0] + k * len, *__restrict eb = dst[t][1] + k * len;
+          blocks_of(w, n, [&](int64_t j, auto B) SLEEPNET_INLINE {  // de-interleave B pairs of columns
+#pragma omp simd
+            for (int64_t i = 0; i < B; ++i) {
+              ea[j + i] = xr[2 * (j + i)];
+              eb[j + i] = xr[2 * (j + i) + 1];
+            }
+          });
+        }
+      };
+      // Order (measured): a plane that fits in L1 run by run (SH = 2: the even rows, then the odd
+      // ones); a larger one in input order, so that x streams through once (run by run was 1.2x
+      // slower on the 112x112 stride-2 planes, in input order 1.3x slower on 32x32 ones).
+      if (SH == 1 || H * W <= kL1Plane) {
+        for (int64_t t = 0; t < SH; ++t)
+          for (int64_t k = 0; k < rows[t]; ++k) row(k, t);
+      } else {
+        for (int64_t k = 0; k < krows; ++k)
+          for (int64_t t = 0; t < SH; ++t)
+            if (k < rows[t]) row(k, t);
+      }
+    });
+  if (SW == 2 && 2 * pairs < W)  // an odd W's last column (or columns no output reaches)
+    for (int64_t ih = 0; ih < H; ++ih) {
+      const int64_t r = ih + PH, a = r % SH, i = r / SH;
+      if (i >= P.RH) break;
+      for (int64_t iw = 2 * pairs; iw < W; ++iw) {
+        const int64_t c = iw + PW;
+        if ((c >> 1) < len) P.row(a, c & 1, i, stack)[c >> 1] = x[ih * W + iw];
+      }
+    }
+}
+
+[[gnu::always_inline]] inline void fill_phases(const Conv2dGeom& g, const float* __restrict x, const Phases& P,
+                                               int64_t stack = 0) {
+  if (P.SH == 1 && P.SW == 1) fill_phases_s<1, 1>(g, x, P, stack);
+  else if (P.SH == 1) fill_phases_s<1, 2>(g, x, P, stack);
+  else if (P.SW == 1) fill_phases_s<2, 1>(g, x, P, stack);
+  else fill_phases_s<2, 2>(g, x, P, stack);
 }
 
 // The nine tap pointers of output u = 0 (tap k = kh*3 + kw at t[k][u]).
@@ -634,10 +719,11 @@ struct Taps9 {
   }
 };
 
-// o[i] = sum_k w[k] * tap_k[u0 + i] (+ bias) for i in [0, n): n outputs of formula (1).
-template <bool BIAS>
-[[gnu::always_inline]] inline void taps9_forward(float* __restrict o, const Taps9& T, int64_t u0, const float* w,
-                                                 float bias, int64_t n) {
+// o[i] = sum_k w[k] * tap_k[u0 + i] (+ bias) for i in [0, n): n outputs of formula (1). Len: a
+// Width<B> (compile-time) or int64_t.
+template <bool BIAS, class Len>
+[[gnu::always_inline]] inline void taps9_run(float* __restrict o, const Taps9& T, int64_t u0, const float* w,
+                                             float bias, Len n) {
   const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
   const float *__restrict t0 = T.t[0] + u0, *__restrict t1 = T.t[1] + u0, *__restrict t2 = T.t[2] + u0;
   const float *__restrict t3 = T.t[3] + u0, *__restrict t4 = T.t[4] + u0, *__restrict t5 = T.t[5] + u0;
@@ -657,12 +743,17 @@ template <bool BIAS>
   }
 }
 
-// Two output rows at once (stride 1): o0 from plane rows r0..r2, o1 from r1..r3.
 template <bool BIAS>
-[[gnu::always_inline]] inline void forward_rows2_3x3(float* __restrict o0, float* __restrict o1,
-                                                     const float* __restrict r0, const float* __restrict r1,
-                                                     const float* __restrict r2, const float* __restrict r3,
-                                                     const float* w, float bias, int64_t n) {
+[[gnu::always_inline]] inline void taps9_forward(float* o, const Taps9& T, int64_t u0, const float* w, float bias,
+                                                 int64_t n) {
+  for_blocks(n, [&](int64_t i, auto len) SLEEPNET_INLINE { taps9_run<BIAS>(o + i, T, u0 + i, w, bias, len); });
+}
+
+// Two output rows at once (stride 1): o0 from plane rows r0..r2, o1 from r1..r3; n outputs each.
+template <bool BIAS, class Len>
+[[gnu::always_inline]] inline void rows2_run(float* __restrict o0, float* __restrict o1, const float* __restrict r0,
+                                             const float* __restrict r1, const float* __restrict r2,
+                                             const float* __restrict r3, const float* w, float bias, Len n) {
   const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
@@ -691,6 +782,15 @@ template <bool BIAS>
   }
 }
 
+template <bool BIAS>
+[[gnu::always_inline]] inline void forward_rows2_3x3(float* o0, float* o1, const float* r0, const float* r1,
+                                                     const float* r2, const float* r3, const float* w, float bias,
+                                                     int64_t n) {
+  for_blocks(n, [&](int64_t i, auto len) SLEEPNET_INLINE {
+    rows2_run<BIAS>(o0 + i, o1 + i, r0 + i, r1 + i, r2 + i, r3 + i, w, bias, len);
+  });
+}
+
 // Output rows at least this wide are written straight into y (no copy out).
 constexpr int64_t kWideRow = 16;
 
@@ -700,7 +800,7 @@ template <bool BIAS>
   const Taps9 T(P);
   if (OW < kWideRow) {  // one loop over the whole plane, then the rows copied out
     taps9_forward<BIAS>(Y, T, 0, w, bias, P.n());
-    for (int64_t oh = 0; oh < OH; ++oh) copy_floats(y + oh * OW, Y + oh * len, OW);
+    copy_rows(y, OW, Y, len, OH, OW);
     return;
   }
   int64_t oh = 0;
@@ -741,7 +841,7 @@ SLEEPNET_MULTIVERSION void backward_data_plane_3x3_s2(const Conv2dGeom& g, const
                                                       const float* dy, const float* w, float* dx) {
   const int64_t OH = Q.OH, OW = Q.OW, len = Q.len, RH = Q.RH, H = g.H, W = g.W, PH = g.PH, PW = g.PW;
   // G: OH + 2 rows of len floats (+1), zeroed by the caller once; only dy's rows are copied here.
-  for (int64_t oh = 0; oh < OH; ++oh) copy_floats(G + (oh + 1) * len + 1, dy + oh * OW, OW);
+  copy_rows(G + len + 1, len, dy, OW, OH, OW);
   const float w00 = w[0], w01 = w[1], w02 = w[2], w10 = w[3], w11 = w[4], w12 = w[5];
   const float w20 = w[6], w21 = w[7], w22 = w[8];
   {
@@ -788,35 +888,50 @@ SLEEPNET_MULTIVERSION void backward_data_plane_3x3_s2(const Conv2dGeom& g, const
 // acc[k] += formula (2) for `count` <= P.K planes of one channel (x planes xs floats apart, dy
 // planes ys): the nine dot products of dy with the taps it read, as one loop over U for the whole
 // stack. dy is copied into G with the phases' layout (K planes of RH * len; the slots that are no
-// output stay zero, so the thrown-away positions add nothing). Float partial sums in vector lanes
-// over blocks of kDwBlock positions (a few dozen terms per lane), added to acc in double.
+// output stay zero, so the thrown-away positions add nothing, and so do the up to 15 positions
+// past the end that round the loop up to whole groups of 16: G and the phases have 16 zeros of
+// slack). The nine sums are kept in explicit vector lanes (F16: 16 floats, one AVX-512 register,
+// two AVX2 or four SSE2 ones; `omp simd reduction` ended every block with 9 x 16 scalar adds through
+// memory, which dominated small planes): float partial sums per lane over blocks of kDwBlock
+// positions (64 terms per lane), each lane then added into double, pairwise.
+typedef float F16 __attribute__((vector_size(64)));
 constexpr int64_t kDwBlock = 1024;
+
+[[gnu::always_inline]] inline void load16(F16& v, const float* p) { std::memcpy(&v, p, sizeof v); }
+
+// acc += the 16 lanes of v, widened to double and added pairwise (a fixed order).
+[[gnu::always_inline]] inline void add_lanes(double& acc, const F16& v) {
+  float t[kLanes];
+  std::memcpy(t, &v, sizeof t);
+  double d[kLanes / 2];
+  for (int64_t l = 0; l < kLanes / 2; ++l) d[l] = static_cast<double>(t[l]) + t[l + kLanes / 2];
+  for (int64_t w = kLanes / 4; w >= 1; w /= 2)
+    for (int64_t l = 0; l < w; ++l) d[l] += d[l + w];
+  acc += d[0];
+}
+
 SLEEPNET_MULTIVERSION void backward_weight_stack_3x3(const Conv2dGeom& g, const Phases& P, float* G, const float* x,
                                                      int64_t xs, const float* dy, int64_t ys, int64_t count,
                                                      double* acc) {
   const int64_t OH = P.OH, OW = P.OW, len = P.len;
   for (int64_t k = 0; k < count; ++k) {
     fill_phases(g, x + k * xs, P, k);
-    for (int64_t oh = 0; oh < OH; ++oh) copy_floats(G + k * P.plane() + oh * len, dy + k * ys + oh * OW, OW);
+    copy_rows(G + k * P.plane(), len, dy + k * ys, OW, OH, OW);
   }
-  const int64_t n = (count - 1) * P.plane() + P.n();
+  const int64_t n = ceil_div((count - 1) * P.plane() + P.n(), kLanes) * kLanes;
   const Taps9 T(P);
   for (int64_t b = 0; b < n; b += kDwBlock) {
     const int64_t e = std::min(n, b + kDwBlock);
-    const float *__restrict t0 = T.t[0], *__restrict t1 = T.t[1], *__restrict t2 = T.t[2];
-    const float *__restrict t3 = T.t[3], *__restrict t4 = T.t[4], *__restrict t5 = T.t[5];
-    const float *__restrict t6 = T.t[6], *__restrict t7 = T.t[7], *__restrict t8 = T.t[8];
-    const float* __restrict gp = G;
-    simd_acc s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, s8 = 0;
-#pragma omp simd reduction(+ : s0, s1, s2, s3, s4, s5, s6, s7, s8)
-    for (int64_t u = b; u < e; ++u) {
-      const float p = gp[u];
-      s0 += p * t0[u], s1 += p * t1[u], s2 += p * t2[u];
-      s3 += p * t3[u], s4 += p * t4[u], s5 += p * t5[u];
-      s6 += p * t6[u], s7 += p * t7[u], s8 += p * t8[u];
+    F16 s[9] = {};
+    for (int64_t u = b; u < e; u += kLanes) {
+      F16 p, t;
+      load16(p, G + u);
+      for (int k = 0; k < 9; ++k) {
+        load16(t, T.t[k] + u);
+        s[k] += p * t;
+      }
     }
-    acc[0] += s0, acc[1] += s1, acc[2] += s2, acc[3] += s3, acc[4] += s4;
-    acc[5] += s5, acc[6] += s6, acc[7] += s7, acc[8] += s8;
+    for (int k = 0; k < 9; ++k) add_lanes(acc[k], s[k]);
   }
 }
 
@@ -900,8 +1015,8 @@ void depthwise_backward_weight(const Conv2dGeom& g, const float* x, const float*
     float* G = nullptr;
     if (fast) {
       F = make_phases(g, K);
-      G = scratch(1, K * F.plane());
-      std::fill(G, G + K * F.plane(), 0.f);
+      G = scratch(1, K * F.plane() + kLanes);
+      std::fill(G, G + K * F.plane() + kLanes, 0.f);
     } else {
       P = phase_plane(g, false);
     }
