@@ -59,7 +59,8 @@ inline void adam_element(float& p, float g, float& m, float& v, const AdamScalar
 }
 
 // adam_element over n elements with the branches fixed at compile time (same arithmetic).
-// (It stays scalar: the compiler vectorizes sqrt only with -fno-math-errno, a build flag.)
+// (The loop vectorises, sqrt included, because CMakeLists.txt compiles this file with
+// -fno-math-errno: v >= 0, so sqrt never has an error to report.)
 template <bool kCoupled, bool kDecoupled, bool kLerpLow>
 void adam_loop(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
                int64_t n, const AdamScalars& sc) {
