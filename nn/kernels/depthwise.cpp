@@ -820,69 +820,91 @@ SLEEPNET_MULTIVERSION void forward_plane_3x3(const Conv2dGeom& g, const Phases& 
   else forward_phases<false>(P, w, 0.f, Y, y);
 }
 
-// Stride 2 backward-data as a gather (formula (3) read from the input's side), into phases Q
-// laid out like the forward's. Padded pixel (r, c) = (2i + a, 2j + b) receives tap (kh, kw) from
-// output (oh, ow) when 2*oh + kh = r and 2*ow + kw = c: kh = a + 2m, oh = i - m (m = 0, or 1 when
-// a = 0), and likewise kw = b + 2m', ow = j - m'. So
+// Stride 2 backward-data as a gather (formula (3) read from the input's side). Padded pixel
+// (r, c) = (2i + a, 2j + b) receives tap (kh, kw) from output (oh, ow) when 2*oh + kh = r and
+// 2*ow + kw = c: kh = a + 2m, oh = i - m (m = 0, or 1 when a = 0), and likewise kw = b + 2m',
+// ow = j - m'. So, with Q(a, b) the value of the pixels of row phase a and column phase b,
 //
 //   Q(a, b)[i][j] = sum over m, m' of w[a + 2m][b + 2m'] * dy[i - m][j - m']
 //
 // With dy copied into G with a zero row above and a zero column before each row (G row oh + 1,
-// slot ow + 1; G rows `len` floats, the slots past OW zero too), dy[i - m][j - m'] is
-// G[u + len + 1 - m*len - m'] for u = i*len + j: the four phases of a dx pixel block come from
-// four shifted loads of G in one loop over u,
+// slot ow + 1; G rows `len` floats), dy[i - m][j - m'] is G[u + len + 1 - m*len - m'] for
+// u = i*len + j, and the four phases are short sums of shifted loads of G:
 //
 //   Q00 = w00 G[u+len+1] + w02 G[u+len] + w20 G[u+1] + w22 G[u]     Q01 = w01 G[u+len+1] + w21 G[u+1]
 //   Q10 = w10 G[u+len+1] + w12 G[u+len]                              Q11 = w11 G[u+len+1]
 //
-// and are then merged back into dx (the transpose of the forward's copy-in: even and odd columns
-// interleaved, padding dropped).
-SLEEPNET_MULTIVERSION void backward_data_plane_3x3_s2(const Conv2dGeom& g, const Phases& Q, float* G,
+// A dx row is one row phase a; its even and odd columns alternate between the two column phases
+// (dx[ih][2k] from column phase qa = PW % 2, slot k + PW/2; dx[ih][2k + 1] from the other one,
+// slot k + (PW+1)/2). So each dx row is one loop over pixel pairs k that evaluates both sums from
+// G (which stays in L1) and stores them interleaved straight into dx: no phase planes are written
+// and read back (that round trip, 4 x 13 K floats for a 112x112 plane, spilled out of L1).
+// qsum<A, B>(g) = Q(A, B) at g = G + u, terms in the order above (the reference's (kh, kw) order).
+template <int A, int B>
+[[gnu::always_inline]] inline float qsum(const float* __restrict g, int64_t len, const float* w) {
+  float s = w[A * 3 + B] * g[len + 1];
+  if constexpr (B == 0) s += w[A * 3 + 2] * g[len];
+  if constexpr (A == 0) s += w[6 + B] * g[1];
+  if constexpr (A == 0 && B == 0) s += w[8] * g[0];
+  return s;
+}
+
+inline float qsum_any(int64_t a, int64_t b, const float* g, int64_t len, const float* w) {
+  if (a == 0) return b == 0 ? qsum<0, 0>(g, len, w) : qsum<0, 1>(g, len, w);
+  return b == 0 ? qsum<1, 0>(g, len, w) : qsum<1, 1>(g, len, w);
+}
+
+// d[2k] = Q(A, QA) at ge + k, d[2k + 1] = Q(A, 1 - QA) at go + k, for k in [0, n).
+template <int A, int QA, class Len>
+[[gnu::always_inline]] inline void gather_pairs(float* __restrict d, const float* __restrict ge,
+                                                const float* __restrict go, int64_t len, const float* w, Len n) {
+  float wl[9];
+  for (int k = 0; k < 9; ++k) wl[k] = w[k];
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) {
+    d[2 * k] = qsum<A, QA>(ge + k, len, wl);
+    d[2 * k + 1] = qsum<A, 1 - QA>(go + k, len, wl);
+  }
+}
+
+// One dx row of row phase A from G row i: blocks of B pairs (the last one overlapping).
+template <int A, int QA, int64_t B>
+[[gnu::always_inline]] inline void gather_row(float* d, const float* Gi, int64_t oa, int64_t ob, int64_t len,
+                                              const float* w, Width<B> wd, int64_t pairs) {
+  blocks_of(wd, pairs, [&](int64_t k, auto n) SLEEPNET_INLINE {
+    gather_pairs<A, QA>(d + 2 * k, Gi + oa + k, Gi + ob + k, len, w, n);
+  });
+}
+
+SLEEPNET_MULTIVERSION void backward_data_plane_3x3_s2(const Conv2dGeom& g, int64_t RH, int64_t len, float* G,
                                                       const float* dy, const float* w, float* dx) {
-  const int64_t OH = Q.OH, OW = Q.OW, len = Q.len, RH = Q.RH, H = g.H, W = g.W, PH = g.PH, PW = g.PW;
+  const int64_t OH = g.OH(), OW = g.OW(), H = g.H, W = g.W, PH = g.PH, PW = g.PW;
   // G: OH + 2 rows of len floats (+1), zeroed by the caller once; only dy's rows are copied here.
   copy_rows(G + len + 1, len, dy, OW, OH, OW);
-  const float w00 = w[0], w01 = w[1], w02 = w[2], w10 = w[3], w11 = w[4], w12 = w[5];
-  const float w20 = w[6], w21 = w[7], w22 = w[8];
-  {
-    float *__restrict q00 = Q.row(0, 0, 0), *__restrict q01 = Q.row(0, 1, 0);
-    float *__restrict q10 = Q.row(1, 0, 0), *__restrict q11 = Q.row(1, 1, 0);
-    const float *__restrict g0 = G, *__restrict g1 = G + 1, *__restrict gl = G + len, *__restrict gl1 = G + len + 1;
-#pragma omp simd
-    for (int64_t u = 0; u < RH * len; ++u) {
-      float e = w00 * gl1[u];
-      e += w02 * gl[u];
-      e += w20 * g1[u];
-      e += w22 * g0[u];
-      float f = w01 * gl1[u];
-      f += w21 * g1[u];
-      float h = w10 * gl1[u];
-      h += w12 * gl[u];
-      q00[u] = e, q01[u] = f, q10[u] = h, q11[u] = w11 * gl1[u];
-    }
-  }
-  // Merge: dx[ih][iw] = Q((ih+PH) % 2, (iw+PW) % 2)[(ih+PH) / 2][(iw+PW) / 2], 0 where no output reached.
   const int64_t qa = PW % 2, oa = PW / 2, ob = (PW + 1) / 2;
   const int64_t pairs = std::max<int64_t>(0, std::min(W / 2, len - std::max(oa, ob)));
-  for (int64_t ih = 0; ih < H; ++ih) {
-    float* __restrict d = dx + ih * W;
-    const int64_t r = ih + PH, a = r % 2, i = r / 2;
-    if (i >= RH) {
-      std::memset(d, 0, sizeof(float) * static_cast<size_t>(W));
-      continue;
+  with_width(pairs, [&](auto wd) SLEEPNET_INLINE {  // the block width chosen once per plane
+    for (int64_t ih = 0; ih < H; ++ih) {
+      float* __restrict d = dx + ih * W;
+      const int64_t r = ih + PH, a = r % 2, i = r / 2;
+      if (i >= RH) {  // no output reaches this row
+        std::memset(d, 0, sizeof(float) * static_cast<size_t>(W));
+        continue;
+      }
+      const float* Gi = G + i * len;
+      if (a == 0) {
+        if (qa == 0) gather_row<0, 0>(d, Gi, oa, ob, len, w, wd, pairs);
+        else gather_row<0, 1>(d, Gi, oa, ob, len, w, wd, pairs);
+      } else {
+        if (qa == 0) gather_row<1, 0>(d, Gi, oa, ob, len, w, wd, pairs);
+        else gather_row<1, 1>(d, Gi, oa, ob, len, w, wd, pairs);
+      }
+      for (int64_t iw = 2 * pairs; iw < W; ++iw) {  // an odd W's last column, columns no output reaches
+        const int64_t c = iw + PW;
+        d[iw] = c / 2 < len ? qsum_any(a, c % 2, Gi + c / 2, len, w) : 0.f;
+      }
     }
-    const float* __restrict ea = Q.row(a, qa, i) + oa;
-    const float* __restrict eb = Q.row(a, 1 - qa, i) + ob;
-#pragma omp simd
-    for (int64_t k = 0; k < pairs; ++k) {
-      d[2 * k] = ea[k];
-      d[2 * k + 1] = eb[k];
-    }
-    for (int64_t iw = 2 * pairs; iw < W; ++iw) {
-      const int64_t c = iw + PW;
-      d[iw] = c / 2 < len ? Q.row(a, c % 2, i)[c / 2] : 0.f;
-    }
-  }
+  });
 }
 
 // acc[k] += formula (2) for `count` <= P.K planes of one channel (x planes xs floats apart, dy
@@ -981,8 +1003,8 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
     float* buf = nullptr;
     if (rotated) {
       P = make_phases(t), buf = scratch(1, P.n());
-    } else if (gather) {
-      P = make_phases(g);
+    } else if (gather) {  // only the geometry of the phases: the gather writes dx directly
+      P.SH = P.SW = 2, P.OH = g.OH(), P.OW = g.OW(), P.RH = P.OH + 1, P.len = P.OW + 1;
       const int64_t gsize = (P.OH + 2) * P.len + 1;
       buf = scratch(1, gsize);
       std::fill(buf, buf + gsize, 0.f);
@@ -993,7 +1015,7 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
         const float rot[9] = {wc[8], wc[7], wc[6], wc[5], wc[4], wc[3], wc[2], wc[1], wc[0]};
         forward_plane_3x3(t, P, buf, dy + p * OHW, rot, nullptr, dx + p * HW);
       } else if (gather) {
-        backward_data_plane_3x3_s2(g, P, buf, dy + p * OHW, wc, dx + p * HW);
+        backward_data_plane_3x3_s2(g, P.RH, P.len, buf, dy + p * OHW, wc, dx + p * HW);
       } else {
         backward_data_plane(g, dy + p * OHW, wc, dx + p * HW);
       }
