@@ -526,28 +526,38 @@ SLEEPNET_MULTIVERSION void tiny_outer(int64_t in, int64_t out, const float* x, i
   }
 }
 
-void forward_tiny(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
-  const int64_t C = g.C, HW = g.H * g.W, OHW = g.OH() * g.OW(), KK = g.KH * g.KW;
-  const TinyLinks links(g);
+// The forward and backward-data passes over tiny planes: out plane (n, c) = A_c in plane (n, c),
+// with A_c built from channel c's weights (transposed for backward-data). Blocking: a thread's
+// channels go in blocks of kTinyChannels, whose matrices are built once; then for each group of
+// kTinyImages images, every channel of the block in turn. So consecutive calls read neighbouring
+// planes (plane (n, c + 1) follows (n, c) in memory) instead of one channel's planes C*H*W floats
+// apart across the whole batch (a 64-byte plane per 36 KB jump at 576x4x4, batch 32), and each
+// output is computed exactly as before (same matrix, same order of terms).
+constexpr int64_t kTinyChannels = 16, kTinyImages = 8;
+
+void tiny_pass(const Conv2dGeom& g, const TinyLinks& links, bool transposed, const float* in, const float* w,
+               const float* bias, float* out) {
+  const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
+  const int64_t n_in = transposed ? OHW : HW, n_out = transposed ? HW : OHW;  // floats per plane
   parallel_for(C, pass_threads(g), [&](int64_t c0, int64_t c1) {
-    float* A = scratch(0, HW * OHW);
-    for (int64_t c = c0; c < c1; ++c) {
-      links.matrix(w + c * KK, false, A);
-      tiny_matvec(HW, OHW, A, x + c * HW, C * HW, y + c * OHW, C * OHW, g.N, bias ? bias + c : nullptr);
+    float* A = scratch(0, kTinyChannels * HW * OHW);  // the block's matrices, one after the other
+    for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
+      const int64_t ce = std::min(c1, cb + kTinyChannels);
+      for (int64_t c = cb; c < ce; ++c) links.matrix(w + c * KK, transposed, A + (c - cb) * HW * OHW);
+      for (int64_t n = 0; n < g.N; n += kTinyImages)
+        for (int64_t c = cb; c < ce; ++c)
+          tiny_matvec(n_in, n_out, A + (c - cb) * HW * OHW, in + (n * C + c) * n_in, C * n_in,
+                      out + (n * C + c) * n_out, C * n_out, std::min(kTinyImages, g.N - n), bias ? bias + c : nullptr);
     }
   });
 }
 
+void forward_tiny(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
+  tiny_pass(g, TinyLinks(g), false, x, w, bias, y);
+}
+
 void backward_data_tiny(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
-  const int64_t C = g.C, HW = g.H * g.W, OHW = g.OH() * g.OW(), KK = g.KH * g.KW;
-  const TinyLinks links(g);
-  parallel_for(C, pass_threads(g), [&](int64_t c0, int64_t c1) {
-    float* A = scratch(0, HW * OHW);
-    for (int64_t c = c0; c < c1; ++c) {
-      links.matrix(w + c * KK, true, A);
-      tiny_matvec(OHW, HW, A, dy + c * OHW, C * OHW, dx + c * HW, C * HW, g.N, nullptr);
-    }
-  });
+  tiny_pass(g, TinyLinks(g), true, dy, w, nullptr, dx);
 }
 
 void backward_weight_tiny(const Conv2dGeom& g, const float* x, const float* dy, float* dw) {
