@@ -810,15 +810,11 @@ template <bool BIAS>
 // Output rows at least this wide are written straight into y (no copy out).
 constexpr int64_t kWideRow = 16;
 
+// Wide rows (OW >= kWideRow): each output row straight into y.
 template <bool BIAS>
-[[gnu::always_inline]] inline void forward_phases(const Phases& P, const float* w, float bias, float* Y, float* y) {
+[[gnu::always_inline]] inline void forward_phases(const Phases& P, const float* w, float bias, float* y) {
   const int64_t OH = P.OH, OW = P.OW, len = P.len;
   const Taps9 T(P);
-  if (OW < kWideRow) {  // one loop over the whole plane, then the rows copied out
-    taps9_forward<BIAS>(Y, T, 0, w, bias, P.n());
-    copy_rows(y, OW, Y, len, OH, OW);
-    return;
-  }
   int64_t oh = 0;
   if (P.SH == 1 && P.SW == 1)
     for (; oh + 2 <= OH; oh += 2) {
@@ -828,12 +824,40 @@ template <bool BIAS>
   for (; oh < OH; ++oh) taps9_forward<BIAS>(y + oh * OW, T, oh * len, w, bias, OW);
 }
 
-// y [OH, OW] = formula (1) for one plane x [H, W]. P: this thread's phases for g; Y: n() floats.
-SLEEPNET_MULTIVERSION void forward_plane_3x3(const Conv2dGeom& g, const Phases& P, float* Y, const float* x,
-                                             const float* w, const float* bias, float* y) {
-  fill_phases(g, x, P);
-  if (bias) forward_phases<true>(P, w, *bias, Y, y);
-  else forward_phases<false>(P, w, 0.f, Y, y);
+// y_k [OH, OW] = formula (1) for `count` <= P.K planes x_k [H, W] (x_k = x + k*xs, y_k = y + k*ys,
+// plane k with the weights w + 9k and the bias b[k], or none if b is null). P: this thread's
+// phases for g, K stacked planes; Y: n() floats.
+// Wide rows (K = 1): copy in, then each output row straight into y. Narrow rows (OW < kWideRow,
+// the 7x7 to 14x14 planes): all `count` planes are copied in first, then each is one loop over
+// the whole plane into Y and its rows copied out. Copying a plane in and reading it straight back
+// made the loads wait for the copy's stores (a 16-float load spanning several 4- or 8-float
+// stores is not forwarded from them); with the copies of the whole stack done first, they are.
+SLEEPNET_MULTIVERSION void forward_planes_3x3(const Conv2dGeom& g, const Phases& P, float* Y, const float* x,
+                                              int64_t xs, const float* w, const float* b, float* y, int64_t ys,
+                                              int64_t count) {
+  const int64_t OH = P.OH, OW = P.OW, len = P.len;
+  if (OW >= kWideRow) {
+    fill_phases(g, x, P);
+    if (b) forward_phases<true>(P, w, *b, y);
+    else forward_phases<false>(P, w, 0.f, y);
+    return;
+  }
+  for (int64_t k = 0; k < count; ++k) fill_phases(g, x + k * xs, P, k);
+  const Taps9 T(P);
+  for (int64_t k = 0; k < count; ++k) {
+    if (b) taps9_forward<true>(Y, T, k * P.plane(), w + 9 * k, b[k], P.n());
+    else taps9_forward<false>(Y, T, k * P.plane(), w + 9 * k, 0.f, P.n());
+    copy_rows(y + k * ys, OW, Y, len, OH, OW);
+  }
+}
+
+// Planes per forward_planes_3x3 call: 1 for wide rows; narrow rows as many as fit in about 16 KB
+// of phases, at most kMaxStack.
+constexpr int64_t kMaxStack = 8;
+int64_t forward_stack(const Conv2dGeom& g) {
+  if (g.OW() >= kWideRow) return 1;
+  const int64_t size = g.SH * g.SW * (g.OH() + 2 / g.SH) * (g.OW() + 2 / g.SW);  // one plane's phases
+  return std::clamp<int64_t>(4096 / size, 1, kMaxStack);
 }
 
 // Stride 2 backward-data as a gather (formula (3) read from the input's side). Padded pixel
@@ -998,12 +1022,21 @@ void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, cons
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
   const bool fast = is_3x3_fast(g);
   parallel_for(g.N * C, pass_threads(g), [&](int64_t p0, int64_t p1) {
-    Phases P;  // this thread's phases (fast path), padding zeroed once per call
-    float* Y = nullptr;
-    if (fast) P = make_phases(g), Y = scratch(1, P.n());
-    for (int64_t p = p0, c = p0 % C; p < p1; ++p, c = c + 1 == C ? 0 : c + 1) {  // c = p % C
-      if (fast) forward_plane_3x3(g, P, Y, x + p * HW, w + c * KK, bias ? bias + c : nullptr, y + p * OHW);
-      else forward_plane(g, x + p * HW, w + c * KK, bias ? bias[c] : 0.f, y + p * OHW);
+    if (!fast) {
+      for (int64_t p = p0; p < p1; ++p) forward_plane(g, x + p * HW, w + p % C * KK, bias ? bias[p % C] : 0.f, y + p * OHW);
+      return;
+    }
+    const int64_t K = forward_stack(g);
+    const Phases P = make_phases(g, K);  // this thread's phases, padding zeroed once per call
+    float* Y = scratch(1, P.n());
+    float wk[kMaxStack * 9], bk[kMaxStack];  // the stack's weights and biases, plane by plane
+    for (int64_t p = p0, c = p0 % C; p < p1; p += K) {  // c = p % C
+      const int64_t count = std::min(K, p1 - p);
+      for (int64_t k = 0; k < count; ++k, c = c + 1 == C ? 0 : c + 1) {
+        std::copy(w + c * 9, w + c * 9 + 9, wk + 9 * k);
+        if (bias) bk[k] = bias[c];
+      }
+      forward_planes_3x3(g, P, Y, x + p * HW, HW, wk, bias ? bk : nullptr, y + p * OHW, OHW, count);
     }
   });
 }
@@ -1021,20 +1054,28 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
   parallel_for(g.N * C, pass_threads(g), [&](int64_t p0, int64_t p1) {
     Phases P;
     float* buf = nullptr;
+    const int64_t K = rotated ? forward_stack(t) : 1;
     if (rotated) {
-      P = make_phases(t), buf = scratch(1, P.n());
+      P = make_phases(t, K), buf = scratch(1, P.n());
     } else if (gather) {  // only the geometry of the phases: the gather writes dx directly
       P.SH = P.SW = 2, P.OH = g.OH(), P.OW = g.OW(), P.RH = P.OH + 1, P.len = P.OW + 1;
       const int64_t gsize = (P.OH + 2) * P.len + 1;
       buf = scratch(1, gsize);
       std::fill(buf, buf + gsize, 0.f);
     }
+    if (rotated) {
+      float rot[kMaxStack * 9];  // the stack's kernels, rotated by 180 degrees
+      for (int64_t p = p0, c = p0 % C; p < p1; p += K) {  // c = p % C
+        const int64_t count = std::min(K, p1 - p);
+        for (int64_t k = 0; k < count; ++k, c = c + 1 == C ? 0 : c + 1)
+          for (int64_t j = 0; j < 9; ++j) rot[9 * k + j] = w[c * 9 + 8 - j];
+        forward_planes_3x3(t, P, buf, dy + p * OHW, OHW, rot, nullptr, dx + p * HW, HW, count);
+      }
+      return;
+    }
     for (int64_t p = p0, c = p0 % C; p < p1; ++p, c = c + 1 == C ? 0 : c + 1) {  // c = p % C
       const float* wc = w + c * KK;
-      if (rotated) {
-        const float rot[9] = {wc[8], wc[7], wc[6], wc[5], wc[4], wc[3], wc[2], wc[1], wc[0]};
-        forward_plane_3x3(t, P, buf, dy + p * OHW, rot, nullptr, dx + p * HW);
-      } else if (gather) {
+      if (gather) {
         backward_data_plane_3x3_s2(g, P.RH, P.len, buf, dy + p * OHW, wc, dx + p * HW);
       } else {
         backward_data_plane(g, dy + p * OHW, wc, dx + p * HW);
