@@ -1046,7 +1046,7 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
   if (tiny_planes(g)) return backward_data_tiny(g, dy, w, dx);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
   // 3x3 stride 1: the forward on dy with the kernel rotated by 180 degrees and padding 2 - P (see
-  // the derivation at the top); 3x3 stride 2: the gather into phases; otherwise the general path.
+  // the derivation at the top); 3x3 stride 2: the gather straight into dx; otherwise the general path.
   Conv2dGeom t = g;
   t.H = g.OH(), t.W = g.OW(), t.PH = g.KH - 1 - g.PH, t.PW = g.KW - 1 - g.PW;
   const bool rotated = is_3x3_fast(g) && g.SH == 1 && g.SW == 1 && t.PH >= 0 && t.PW >= 0;
