@@ -43,7 +43,8 @@
 // is computed depends on its size (measured on MobileNetV2's layers, bench_kernels_depthwise):
 //
 //   tiny planes   (at most 64 pixels in and out, 1024 pairs: 4x4, 2x2, 1x1, 8x8 -> 4x4): the plane
-//                 as a small dense matrix, built once per channel;
+//                 as a small dense matrix, built once per channel (the weight gradient only up
+//                 to 256 pairs: 8x8 -> 4x4 goes through the 3x3 path);
 //   3x3, stride 1 or 2 (every other MobileNetV2 layer): "flat polyphase" planes, the whole plane
 //                 one branch-free loop of nine shifted loads;
 //   anything else (5x5, stride 3, mixed strides): the general phase-plane path, any kernel,
@@ -370,10 +371,15 @@ void backward_weight_plane(const Conv2dGeom& g, const PhasePlane& P, const float
 // Summation order: y sums its terms in pixel order, which for one output is the reference's (kh, kw)
 // order; zero entries add w * 0 = 0.
 
-bool tiny_planes(const Conv2dGeom& g) {
+bool tiny_planes(const Conv2dGeom& g, int64_t max_pairs = 1024) {
   const int64_t HW = g.H * g.W, OHW = g.OH() * g.OW();
-  return HW <= 64 && OHW <= 64 && HW * OHW <= 1024;
+  return HW <= 64 && OHW <= 64 && HW * OHW <= max_pairs;
 }
+// The weight gradient's tiny path builds the whole [HW, OHW] outer product per image: at 1024 pairs
+// (8x8 -> 4x4, stride 2) that is 1024 sums in memory for ~120 useful products, and the stacked 3x3
+// path was 1.7x faster (192x8x8 stride 2 at batch 32: 285 -> 170 us, one thread). At 256 pairs
+// (4x4 stride 1) the sums fit in registers and the tiny path stays 2.5x faster.
+constexpr int64_t kTinyPairsWeight = 256;
 
 // The (input pixel q, output o) pairs a tap links, once per call: tap k = kh*KW + kw of output o
 // reads pixel q.
@@ -520,28 +526,38 @@ SLEEPNET_MULTIVERSION void tiny_outer(int64_t in, int64_t out, const float* x, i
   }
 }
 
-void forward_tiny(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
-  const int64_t C = g.C, HW = g.H * g.W, OHW = g.OH() * g.OW(), KK = g.KH * g.KW;
-  const TinyLinks links(g);
+// The forward and backward-data passes over tiny planes: out plane (n, c) = A_c in plane (n, c),
+// with A_c built from channel c's weights (transposed for backward-data). Blocking: a thread's
+// channels go in blocks of kTinyChannels, whose matrices are built once; then for each group of
+// kTinyImages images, every channel of the block in turn. So consecutive calls read neighbouring
+// planes (plane (n, c + 1) follows (n, c) in memory) instead of one channel's planes C*H*W floats
+// apart across the whole batch (a 64-byte plane per 36 KB jump at 576x4x4, batch 32), and each
+// output is computed exactly as before (same matrix, same order of terms).
+constexpr int64_t kTinyChannels = 16, kTinyImages = 8;
+
+void tiny_pass(const Conv2dGeom& g, const TinyLinks& links, bool transposed, const float* in, const float* w,
+               const float* bias, float* out) {
+  const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
+  const int64_t n_in = transposed ? OHW : HW, n_out = transposed ? HW : OHW;  // floats per plane
   parallel_for(C, pass_threads(g), [&](int64_t c0, int64_t c1) {
-    float* A = scratch(0, HW * OHW);
-    for (int64_t c = c0; c < c1; ++c) {
-      links.matrix(w + c * KK, false, A);
-      tiny_matvec(HW, OHW, A, x + c * HW, C * HW, y + c * OHW, C * OHW, g.N, bias ? bias + c : nullptr);
+    float* A = scratch(0, kTinyChannels * HW * OHW);  // the block's matrices, one after the other
+    for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
+      const int64_t ce = std::min(c1, cb + kTinyChannels);
+      for (int64_t c = cb; c < ce; ++c) links.matrix(w + c * KK, transposed, A + (c - cb) * HW * OHW);
+      for (int64_t n = 0; n < g.N; n += kTinyImages)
+        for (int64_t c = cb; c < ce; ++c)
+          tiny_matvec(n_in, n_out, A + (c - cb) * HW * OHW, in + (n * C + c) * n_in, C * n_in,
+                      out + (n * C + c) * n_out, C * n_out, std::min(kTinyImages, g.N - n), bias ? bias + c : nullptr);
     }
   });
 }
 
+void forward_tiny(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
+  tiny_pass(g, TinyLinks(g), false, x, w, bias, y);
+}
+
 void backward_data_tiny(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
-  const int64_t C = g.C, HW = g.H * g.W, OHW = g.OH() * g.OW(), KK = g.KH * g.KW;
-  const TinyLinks links(g);
-  parallel_for(C, pass_threads(g), [&](int64_t c0, int64_t c1) {
-    float* A = scratch(0, HW * OHW);
-    for (int64_t c = c0; c < c1; ++c) {
-      links.matrix(w + c * KK, true, A);
-      tiny_matvec(OHW, HW, A, dy + c * OHW, C * OHW, dx + c * HW, C * HW, g.N, nullptr);
-    }
-  });
+  tiny_pass(g, TinyLinks(g), true, dy, w, nullptr, dx);
 }
 
 void backward_weight_tiny(const Conv2dGeom& g, const float* x, const float* dy, float* dw) {
@@ -794,15 +810,11 @@ template <bool BIAS>
 // Output rows at least this wide are written straight into y (no copy out).
 constexpr int64_t kWideRow = 16;
 
+// Wide rows (OW >= kWideRow): each output row straight into y.
 template <bool BIAS>
-[[gnu::always_inline]] inline void forward_phases(const Phases& P, const float* w, float bias, float* Y, float* y) {
+[[gnu::always_inline]] inline void forward_phases(const Phases& P, const float* w, float bias, float* y) {
   const int64_t OH = P.OH, OW = P.OW, len = P.len;
   const Taps9 T(P);
-  if (OW < kWideRow) {  // one loop over the whole plane, then the rows copied out
-    taps9_forward<BIAS>(Y, T, 0, w, bias, P.n());
-    copy_rows(y, OW, Y, len, OH, OW);
-    return;
-  }
   int64_t oh = 0;
   if (P.SH == 1 && P.SW == 1)
     for (; oh + 2 <= OH; oh += 2) {
@@ -812,77 +824,127 @@ template <bool BIAS>
   for (; oh < OH; ++oh) taps9_forward<BIAS>(y + oh * OW, T, oh * len, w, bias, OW);
 }
 
-// y [OH, OW] = formula (1) for one plane x [H, W]. P: this thread's phases for g; Y: n() floats.
-SLEEPNET_MULTIVERSION void forward_plane_3x3(const Conv2dGeom& g, const Phases& P, float* Y, const float* x,
-                                             const float* w, const float* bias, float* y) {
-  fill_phases(g, x, P);
-  if (bias) forward_phases<true>(P, w, *bias, Y, y);
-  else forward_phases<false>(P, w, 0.f, Y, y);
+// y_k [OH, OW] = formula (1) for `count` <= P.K planes x_k [H, W] (x_k = x + k*xs, y_k = y + k*ys,
+// plane k with the weights w + 9k and the bias b[k], or none if b is null). P: this thread's
+// phases for g, K stacked planes; Y: n() floats.
+// Wide rows (K = 1): copy in, then each output row straight into y. Narrow rows (OW < kWideRow,
+// the 7x7 to 14x14 planes): all `count` planes are copied in first, then each is one loop over
+// the whole plane into Y and its rows copied out. Copying a plane in and reading it straight back
+// made the loads wait for the copy's stores (a 16-float load spanning several 4- or 8-float
+// stores is not forwarded from them); with the copies of the whole stack done first, they are.
+SLEEPNET_MULTIVERSION void forward_planes_3x3(const Conv2dGeom& g, const Phases& P, float* Y, const float* x,
+                                              int64_t xs, const float* w, const float* b, float* y, int64_t ys,
+                                              int64_t count) {
+  const int64_t OH = P.OH, OW = P.OW, len = P.len;
+  if (OW >= kWideRow) {
+    fill_phases(g, x, P);
+    if (b) forward_phases<true>(P, w, *b, y);
+    else forward_phases<false>(P, w, 0.f, y);
+    return;
+  }
+  for (int64_t k = 0; k < count; ++k) fill_phases(g, x + k * xs, P, k);
+  const Taps9 T(P);
+  for (int64_t k = 0; k < count; ++k) {
+    if (b) taps9_forward<true>(Y, T, k * P.plane(), w + 9 * k, b[k], P.n());
+    else taps9_forward<false>(Y, T, k * P.plane(), w + 9 * k, 0.f, P.n());
+    copy_rows(y + k * ys, OW, Y, len, OH, OW);
+  }
 }
 
-// Stride 2 backward-data as a gather (formula (3) read from the input's side), into phases Q
-// laid out like the forward's. Padded pixel (r, c) = (2i + a, 2j + b) receives tap (kh, kw) from
-// output (oh, ow) when 2*oh + kh = r and 2*ow + kw = c: kh = a + 2m, oh = i - m (m = 0, or 1 when
-// a = 0), and likewise kw = b + 2m', ow = j - m'. So
+// Planes per forward_planes_3x3 call: 1 for wide rows; narrow rows as many as fit in about 16 KB
+// of phases, at most kMaxStack.
+constexpr int64_t kMaxStack = 8;
+int64_t forward_stack(const Conv2dGeom& g) {
+  if (g.OW() >= kWideRow) return 1;
+  const int64_t size = g.SH * g.SW * (g.OH() + 2 / g.SH) * (g.OW() + 2 / g.SW);  // one plane's phases
+  return std::clamp<int64_t>(4096 / size, 1, kMaxStack);
+}
+
+// Stride 2 backward-data as a gather (formula (3) read from the input's side). Padded pixel
+// (r, c) = (2i + a, 2j + b) receives tap (kh, kw) from output (oh, ow) when 2*oh + kh = r and
+// 2*ow + kw = c: kh = a + 2m, oh = i - m (m = 0, or 1 when a = 0), and likewise kw = b + 2m',
+// ow = j - m'. So, with Q(a, b) the value of the pixels of row phase a and column phase b,
 //
 //   Q(a, b)[i][j] = sum over m, m' of w[a + 2m][b + 2m'] * dy[i - m][j - m']
 //
 // With dy copied into G with a zero row above and a zero column before each row (G row oh + 1,
-// slot ow + 1; G rows `len` floats, the slots past OW zero too), dy[i - m][j - m'] is
-// G[u + len + 1 - m*len - m'] for u = i*len + j: the four phases of a dx pixel block come from
-// four shifted loads of G in one loop over u,
+// slot ow + 1; G rows `len` floats), dy[i - m][j - m'] is G[u + len + 1 - m*len - m'] for
+// u = i*len + j, and the four phases are short sums of shifted loads of G:
 //
 //   Q00 = w00 G[u+len+1] + w02 G[u+len] + w20 G[u+1] + w22 G[u]     Q01 = w01 G[u+len+1] + w21 G[u+1]
 //   Q10 = w10 G[u+len+1] + w12 G[u+len]                              Q11 = w11 G[u+len+1]
 //
-// and are then merged back into dx (the transpose of the forward's copy-in: even and odd columns
-// interleaved, padding dropped).
-SLEEPNET_MULTIVERSION void backward_data_plane_3x3_s2(const Conv2dGeom& g, const Phases& Q, float* G,
+// A dx row is one row phase a; its even and odd columns alternate between the two column phases
+// (dx[ih][2k] from column phase qa = PW % 2, slot k + PW/2; dx[ih][2k + 1] from the other one,
+// slot k + (PW+1)/2). So each dx row is one loop over pixel pairs k that evaluates both sums from
+// G (which stays in L1) and stores them interleaved straight into dx: no phase planes are written
+// and read back (that round trip, 4 x 13 K floats for a 112x112 plane, spilled out of L1).
+// qsum<A, B>(g) = Q(A, B) at g = G + u, terms in the order above (the reference's (kh, kw) order).
+template <int A, int B>
+[[gnu::always_inline]] inline float qsum(const float* __restrict g, int64_t len, const float* w) {
+  float s = w[A * 3 + B] * g[len + 1];
+  if constexpr (B == 0) s += w[A * 3 + 2] * g[len];
+  if constexpr (A == 0) s += w[6 + B] * g[1];
+  if constexpr (A == 0 && B == 0) s += w[8] * g[0];
+  return s;
+}
+
+inline float qsum_any(int64_t a, int64_t b, const float* g, int64_t len, const float* w) {
+  if (a == 0) return b == 0 ? qsum<0, 0>(g, len, w) : qsum<0, 1>(g, len, w);
+  return b == 0 ? qsum<1, 0>(g, len, w) : qsum<1, 1>(g, len, w);
+}
+
+// d[2k] = Q(A, QA) at ge + k, d[2k + 1] = Q(A, 1 - QA) at go + k, for k in [0, n).
+template <int A, int QA, class Len>
+[[gnu::always_inline]] inline void gather_pairs(float* __restrict d, const float* __restrict ge,
+                                                const float* __restrict go, int64_t len, const float* w, Len n) {
+  float wl[9];
+  for (int k = 0; k < 9; ++k) wl[k] = w[k];
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) {
+    d[2 * k] = qsum<A, QA>(ge + k, len, wl);
+    d[2 * k + 1] = qsum<A, 1 - QA>(go + k, len, wl);
+  }
+}
+
+// One dx row of row phase A from G row i: blocks of B pairs (the last one overlapping).
+template <int A, int QA, int64_t B>
+[[gnu::always_inline]] inline void gather_row(float* d, const float* Gi, int64_t oa, int64_t ob, int64_t len,
+                                              const float* w, Width<B> wd, int64_t pairs) {
+  blocks_of(wd, pairs, [&](int64_t k, auto n) SLEEPNET_INLINE {
+    gather_pairs<A, QA>(d + 2 * k, Gi + oa + k, Gi + ob + k, len, w, n);
+  });
+}
+
+SLEEPNET_MULTIVERSION void backward_data_plane_3x3_s2(const Conv2dGeom& g, int64_t RH, int64_t len, float* G,
                                                       const float* dy, const float* w, float* dx) {
-  const int64_t OH = Q.OH, OW = Q.OW, len = Q.len, RH = Q.RH, H = g.H, W = g.W, PH = g.PH, PW = g.PW;
+  const int64_t OH = g.OH(), OW = g.OW(), H = g.H, W = g.W, PH = g.PH, PW = g.PW;
   // G: OH + 2 rows of len floats (+1), zeroed by the caller once; only dy's rows are copied here.
   copy_rows(G + len + 1, len, dy, OW, OH, OW);
-  const float w00 = w[0], w01 = w[1], w02 = w[2], w10 = w[3], w11 = w[4], w12 = w[5];
-  const float w20 = w[6], w21 = w[7], w22 = w[8];
-  {
-    float *__restrict q00 = Q.row(0, 0, 0), *__restrict q01 = Q.row(0, 1, 0);
-    float *__restrict q10 = Q.row(1, 0, 0), *__restrict q11 = Q.row(1, 1, 0);
-    const float *__restrict g0 = G, *__restrict g1 = G + 1, *__restrict gl = G + len, *__restrict gl1 = G + len + 1;
-#pragma omp simd
-    for (int64_t u = 0; u < RH * len; ++u) {
-      float e = w00 * gl1[u];
-      e += w02 * gl[u];
-      e += w20 * g1[u];
-      e += w22 * g0[u];
-      float f = w01 * gl1[u];
-      f += w21 * g1[u];
-      float h = w10 * gl1[u];
-      h += w12 * gl[u];
-      q00[u] = e, q01[u] = f, q10[u] = h, q11[u] = w11 * gl1[u];
-    }
-  }
-  // Merge: dx[ih][iw] = Q((ih+PH) % 2, (iw+PW) % 2)[(ih+PH) / 2][(iw+PW) / 2], 0 where no output reached.
   const int64_t qa = PW % 2, oa = PW / 2, ob = (PW + 1) / 2;
   const int64_t pairs = std::max<int64_t>(0, std::min(W / 2, len - std::max(oa, ob)));
-  for (int64_t ih = 0; ih < H; ++ih) {
-    float* __restrict d = dx + ih * W;
-    const int64_t r = ih + PH, a = r % 2, i = r / 2;
-    if (i >= RH) {
-      std::memset(d, 0, sizeof(float) * static_cast<size_t>(W));
-      continue;
+  with_width(pairs, [&](auto wd) SLEEPNET_INLINE {  // the block width chosen once per plane
+    for (int64_t ih = 0; ih < H; ++ih) {
+      float* __restrict d = dx + ih * W;
+      const int64_t r = ih + PH, a = r % 2, i = r / 2;
+      if (i >= RH) {  // no output reaches this row
+        std::memset(d, 0, sizeof(float) * static_cast<size_t>(W));
+        continue;
+      }
+      const float* Gi = G + i * len;
+      if (a == 0) {
+        if (qa == 0) gather_row<0, 0>(d, Gi, oa, ob, len, w, wd, pairs);
+        else gather_row<0, 1>(d, Gi, oa, ob, len, w, wd, pairs);
+      } else {
+        if (qa == 0) gather_row<1, 0>(d, Gi, oa, ob, len, w, wd, pairs);
+        else gather_row<1, 1>(d, Gi, oa, ob, len, w, wd, pairs);
+      }
+      for (int64_t iw = 2 * pairs; iw < W; ++iw) {  // an odd W's last column, columns no output reaches
+        const int64_t c = iw + PW;
+        d[iw] = c / 2 < len ? qsum_any(a, c % 2, Gi + c / 2, len, w) : 0.f;
+      }
     }
-    const float* __restrict ea = Q.row(a, qa, i) + oa;
-    const float* __restrict eb = Q.row(a, 1 - qa, i) + ob;
-#pragma omp simd
-    for (int64_t k = 0; k < pairs; ++k) {
-      d[2 * k] = ea[k];
-      d[2 * k + 1] = eb[k];
-    }
-    for (int64_t iw = 2 * pairs; iw < W; ++iw) {
-      const int64_t c = iw + PW;
-      d[iw] = c / 2 < len ? Q.row(a, c % 2, i)[c / 2] : 0.f;
-    }
-  }
+  });
 }
 
 // acc[k] += formula (2) for `count` <= P.K planes of one channel (x planes xs floats apart, dy
@@ -918,6 +980,10 @@ SLEEPNET_MULTIVERSION void backward_weight_stack_3x3(const Conv2dGeom& g, const 
     fill_phases(g, x + k * xs, P, k);
     copy_rows(G + k * P.plane(), len, dy + k * ys, OW, OH, OW);
   }
+  // A short last stack (count < K): the loop's round-up to 16 may reach up to 15 floats into plane
+  // `count`, whose G slots still hold the previous stack's dy: zero them (the phases there hold
+  // finite x values, so they then add 0).
+  if (count < P.K) std::memset(G + count * P.plane(), 0, sizeof(float) * kLanes);
   const int64_t n = ceil_div((count - 1) * P.plane() + P.n(), kLanes) * kLanes;
   const Taps9 T(P);
   for (int64_t b = 0; b < n; b += kDwBlock) {
@@ -956,12 +1022,21 @@ void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, cons
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
   const bool fast = is_3x3_fast(g);
   parallel_for(g.N * C, pass_threads(g), [&](int64_t p0, int64_t p1) {
-    Phases P;  // this thread's phases (fast path), padding zeroed once per call
-    float* Y = nullptr;
-    if (fast) P = make_phases(g), Y = scratch(1, P.n());
-    for (int64_t p = p0, c = p0 % C; p < p1; ++p, c = c + 1 == C ? 0 : c + 1) {  // c = p % C
-      if (fast) forward_plane_3x3(g, P, Y, x + p * HW, w + c * KK, bias ? bias + c : nullptr, y + p * OHW);
-      else forward_plane(g, x + p * HW, w + c * KK, bias ? bias[c] : 0.f, y + p * OHW);
+    if (!fast) {
+      for (int64_t p = p0; p < p1; ++p) forward_plane(g, x + p * HW, w + p % C * KK, bias ? bias[p % C] : 0.f, y + p * OHW);
+      return;
+    }
+    const int64_t K = forward_stack(g);
+    const Phases P = make_phases(g, K);  // this thread's phases, padding zeroed once per call
+    float* Y = scratch(1, P.n());
+    float wk[kMaxStack * 9], bk[kMaxStack];  // the stack's weights and biases, plane by plane
+    for (int64_t p = p0, c = p0 % C; p < p1; p += K) {  // c = p % C
+      const int64_t count = std::min(K, p1 - p);
+      for (int64_t k = 0; k < count; ++k, c = c + 1 == C ? 0 : c + 1) {
+        std::copy(w + c * 9, w + c * 9 + 9, wk + 9 * k);
+        if (bias) bk[k] = bias[c];
+      }
+      forward_planes_3x3(g, P, Y, x + p * HW, HW, wk, bias ? bk : nullptr, y + p * OHW, OHW, count);
     }
   });
 }
@@ -971,7 +1046,7 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
   if (tiny_planes(g)) return backward_data_tiny(g, dy, w, dx);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
   // 3x3 stride 1: the forward on dy with the kernel rotated by 180 degrees and padding 2 - P (see
-  // the derivation at the top); 3x3 stride 2: the gather into phases; otherwise the general path.
+  // the derivation at the top); 3x3 stride 2: the gather straight into dx; otherwise the general path.
   Conv2dGeom t = g;
   t.H = g.OH(), t.W = g.OW(), t.PH = g.KH - 1 - g.PH, t.PW = g.KW - 1 - g.PW;
   const bool rotated = is_3x3_fast(g) && g.SH == 1 && g.SW == 1 && t.PH >= 0 && t.PW >= 0;
@@ -979,21 +1054,29 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
   parallel_for(g.N * C, pass_threads(g), [&](int64_t p0, int64_t p1) {
     Phases P;
     float* buf = nullptr;
+    const int64_t K = rotated ? forward_stack(t) : 1;
     if (rotated) {
-      P = make_phases(t), buf = scratch(1, P.n());
-    } else if (gather) {
-      P = make_phases(g);
+      P = make_phases(t, K), buf = scratch(1, P.n());
+    } else if (gather) {  // only the geometry of the phases: the gather writes dx directly
+      P.SH = P.SW = 2, P.OH = g.OH(), P.OW = g.OW(), P.RH = P.OH + 1, P.len = P.OW + 1;
       const int64_t gsize = (P.OH + 2) * P.len + 1;
       buf = scratch(1, gsize);
       std::fill(buf, buf + gsize, 0.f);
     }
+    if (rotated) {
+      float rot[kMaxStack * 9];  // the stack's kernels, rotated by 180 degrees
+      for (int64_t p = p0, c = p0 % C; p < p1; p += K) {  // c = p % C
+        const int64_t count = std::min(K, p1 - p);
+        for (int64_t k = 0; k < count; ++k, c = c + 1 == C ? 0 : c + 1)
+          for (int64_t j = 0; j < 9; ++j) rot[9 * k + j] = w[c * 9 + 8 - j];
+        forward_planes_3x3(t, P, buf, dy + p * OHW, OHW, rot, nullptr, dx + p * HW, HW, count);
+      }
+      return;
+    }
     for (int64_t p = p0, c = p0 % C; p < p1; ++p, c = c + 1 == C ? 0 : c + 1) {  // c = p % C
       const float* wc = w + c * KK;
-      if (rotated) {
-        const float rot[9] = {wc[8], wc[7], wc[6], wc[5], wc[4], wc[3], wc[2], wc[1], wc[0]};
-        forward_plane_3x3(t, P, buf, dy + p * OHW, rot, nullptr, dx + p * HW);
-      } else if (gather) {
-        backward_data_plane_3x3_s2(g, P, buf, dy + p * OHW, wc, dx + p * HW);
+      if (gather) {
+        backward_data_plane_3x3_s2(g, P.RH, P.len, buf, dy + p * OHW, wc, dx + p * HW);
       } else {
         backward_data_plane(g, dy + p * OHW, wc, dx + p * HW);
       }
@@ -1003,35 +1086,33 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
 
 void depthwise_backward_weight(const Conv2dGeom& g, const float* x, const float* dy, float* dw) {
   check_depthwise(g, "depthwise_backward_weight");
-  if (tiny_planes(g)) return backward_weight_tiny(g, x, dy, dw);
+  if (tiny_planes(g, kTinyPairsWeight)) return backward_weight_tiny(g, x, dy, dw);
   const int64_t C = g.C, HW = g.H * g.W, OHW = g.OH() * g.OW(), KK = g.KH * g.KW;
   const bool fast = is_3x3_fast(g);
   // Split over channels: each channel sums its own N planes, so no reduction across threads.
   parallel_for(C, pass_threads(g), [&](int64_t c0, int64_t c1) {
-    std::vector<double> acc(static_cast<size_t>(KK));
-    const int64_t K = fast ? weight_stack(g) : 1;  // planes per stack (fast path)
-    Phases F;
-    PhasePlane P;
-    float* G = nullptr;
+    std::vector<double> sums(static_cast<size_t>((c1 - c0) * KK), 0.0);  // this thread's channels
     if (fast) {
-      F = make_phases(g, K);
-      G = scratch(1, K * F.plane() + kLanes);
+      // Stack-major: each stack of K images runs over all of this thread's channels before the
+      // next stack, so consecutive stacks read neighbouring planes (channel c + 1 follows channel
+      // c in memory) instead of jumping C*H*W floats per image (3-13 % faster on the 16x16 and
+      // 32x32 layers at batch 32). Each channel still adds its stacks in image order into its own
+      // sums: the same order, the same bits, as channel by channel.
+      const int64_t K = weight_stack(g);  // planes per stack
+      const Phases F = make_phases(g, K);
+      float* G = scratch(1, K * F.plane() + kLanes);
       std::fill(G, G + K * F.plane() + kLanes, 0.f);
-    } else {
-      P = phase_plane(g, false);
-    }
-    for (int64_t c = c0; c < c1; ++c) {
-      std::fill(acc.begin(), acc.end(), 0.0);
-      if (fast) {
-        for (int64_t n = 0; n < g.N; n += K)
+      for (int64_t n = 0; n < g.N; n += K)
+        for (int64_t c = c0; c < c1; ++c)
           backward_weight_stack_3x3(g, F, G, x + (n * C + c) * HW, C * HW, dy + (n * C + c) * OHW, C * OHW,
-                                    std::min(K, g.N - n), acc.data());
-      } else {
+                                    std::min(K, g.N - n), sums.data() + (c - c0) * KK);
+    } else {
+      const PhasePlane P = phase_plane(g, false);
+      for (int64_t c = c0; c < c1; ++c)
         for (int64_t n = 0; n < g.N; ++n)
-          backward_weight_plane(g, P, x + (n * C + c) * HW, dy + (n * C + c) * OHW, acc.data());
-      }
-      for (int64_t k = 0; k < KK; ++k) dw[c * KK + k] = static_cast<float>(acc[static_cast<size_t>(k)]);
+          backward_weight_plane(g, P, x + (n * C + c) * HW, dy + (n * C + c) * OHW, sums.data() + (c - c0) * KK);
     }
+    for (int64_t i = 0; i < (c1 - c0) * KK; ++i) dw[c0 * KK + i] = static_cast<float>(sums[static_cast<size_t>(i)]);
   });
 }
 
