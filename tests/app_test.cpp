@@ -214,3 +214,19 @@ TEST(Pipeline, RunConfigKeepsTheSmoothingAndReadsOlderRuns) {
   j.erase("smooth_windows");  // a key that was always written is required
   EXPECT_THROW(RunConfig::from_json(j, "run.json"), Error);
 }
+
+TEST(Pipeline, SmoothInTimeAveragesNeighboursWithinReachOnly) {
+  // five 30-s epochs, then a 10-minute gap, then two more
+  const std::vector<double> p = {0, 1, 0, 1, 1, 0.2, 0.4};
+  const std::vector<double> start = {0, 30, 60, 90, 120, 720, 750};
+  const std::vector<double> dur(p.size(), 30.0);
+  EXPECT_EQ(smooth_in_time(p, start, dur, 0), p);
+  const std::vector<double> s1 = smooth_in_time(p, start, dur, 1);
+  const std::vector<double> want1 = {0.5, 1.0 / 3, 2.0 / 3, 2.0 / 3, 1.0, 0.3, 0.3};  // edges: fewer neighbours;
+  for (size_t i = 0; i < p.size(); ++i) EXPECT_DOUBLE_EQ(s1[i], want1[i]) << i;  // the gap is not crossed
+  const std::vector<double> s2 = smooth_in_time(p, start, dur, 2);
+  EXPECT_DOUBLE_EQ(s2[2], 3.0 / 5);  // all five of the first run
+  EXPECT_DOUBLE_EQ(s2[4], 2.0 / 3);  // 60, 90, 120 s; 720 s is index-near but 600 s away
+  EXPECT_DOUBLE_EQ(s2[5], 0.3);
+  EXPECT_THROW(smooth_in_time(p, start, {30.0}, 1), Error);
+}

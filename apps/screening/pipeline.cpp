@@ -205,6 +205,27 @@ void set_threads(int threads) {
 
 // ================================================================ records and models
 
+std::vector<double> smooth_in_time(const std::vector<double>& p, const std::vector<double>& start_s,
+                                   const std::vector<double>& duration_s, int k) {
+  if (start_s.size() != p.size() || duration_s.size() != p.size())
+    throw Error(fmt::format("smooth_in_time: {} probabilities, {} start times, {} durations; expected as many of each",
+                            p.size(), start_s.size(), duration_s.size()));
+  if (k <= 0) return p;
+  std::vector<double> out(p.size());
+  for (size_t j = 0; j < p.size(); ++j) {
+    const double reach = k * duration_s[j] + 1e-6;
+    double sum = 0;
+    int n = 0;
+    for (size_t i = j - std::min<size_t>(j, k); i < p.size() && i <= j + k; ++i) {
+      if (std::fabs(start_s[i] - start_s[j]) > reach) continue;
+      sum += p[i];
+      ++n;
+    }
+    out[j] = sum / n;
+  }
+  return out;
+}
+
 std::vector<data::Record> load_records(const std::string& dir, const std::vector<std::string>& ids, bool progress) {
   data::DatabaseOptions opt;
   opt.records = ids;
@@ -268,26 +289,16 @@ struct RecordProbs {
   std::vector<double> p;
 };
 
-// Replaces each window's probability by the mean over the windows of its record within +-k window
-// lengths of it (windows of a record are in time order; a gap in the record ends the neighbourhood).
-// Model outputs only, never labels. k = 0: unchanged.
+// smooth_in_time (pipeline.h) over the windows of each record.
 void smooth_in_time(std::vector<RecordProbs>& records, const data::Dataset& ds, int k) {
   if (k <= 0) return;
   for (RecordProbs& rp : records) {
-    std::vector<double> sm(rp.p.size());
-    for (size_t j = 0; j < rp.p.size(); ++j) {
-      const data::SampleInfo& sj = ds.sample(rp.samples[j]);
-      const double reach = k * sj.duration_s + 1e-6;
-      double sum = 0;
-      int n = 0;
-      for (size_t i = j - std::min<size_t>(j, k); i < rp.p.size() && i <= j + k; ++i) {
-        if (std::fabs(ds.sample(rp.samples[i]).start_s - sj.start_s) > reach) continue;
-        sum += rp.p[i];
-        ++n;
-      }
-      sm[j] = sum / n;
+    std::vector<double> start(rp.samples.size()), duration(rp.samples.size());
+    for (size_t j = 0; j < rp.samples.size(); ++j) {
+      start[j] = ds.sample(rp.samples[j]).start_s;
+      duration[j] = ds.sample(rp.samples[j]).duration_s;
     }
-    rp.p = std::move(sm);
+    rp.p = screening::smooth_in_time(rp.p, start, duration, k);
   }
 }
 

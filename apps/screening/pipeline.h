@@ -74,6 +74,13 @@ bool stop_requested();
 // Applies `threads` to OpenMP (and so to every kernel).
 void set_threads(int threads);
 
+// Post-processing within a night: each window's probability p[j] replaced by the mean of p[i] over
+// the windows i within k positions of j whose start lies within k window lengths of j's (windows in
+// time order; a gap in the record thus narrows the neighbourhood). k <= 0: p unchanged. Model
+// outputs only, never labels.
+std::vector<double> smooth_in_time(const std::vector<double>& p, const std::vector<double>& start_s,
+                                   const std::vector<double>& duration_s, int k);
+
 // Loads the records of a database directory (all, or the listed ids); skipped records are reported
 // on stderr once each. Throws when nothing usable is left.
 std::vector<data::Record> load_records(const std::string& dir, const std::vector<std::string>& ids, bool progress);
