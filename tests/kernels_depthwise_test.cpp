@@ -6,9 +6,10 @@
 //        <dy, conv(x, w)> == <backward_data(dy, w), x> == <backward_weight(x, dy), w>;
 //   3. the optimized kernels against the refs on many geometries and on every distinct MobileNetV2
 //      depthwise layer. The kernels take one of three paths by geometry (nn/kernels/depthwise.cpp):
-//      tiny planes as dense matrices (at most 64 pixels in and out, 1024 pairs), 3x3 stride 1/2 as
-//      flat polyphase planes (rows of at least 16 outputs written row by row, two at a time with
-//      stride 1; narrower ones as one loop and a copy out; the weight gradient over stacks of
+//      tiny planes as dense matrices (at most 64 pixels in and out, 1024 pairs; 256 for the weight
+//      gradient, whose 8x8 -> 4x4 layers take the 3x3 path), 3x3 stride 1/2 as flat polyphase
+//      planes (rows of at least 16 outputs written row by row, two at a time with stride 1;
+//      narrower ones as one loop and a copy out; the weight gradient over stacks of
 //      planes), and the general path for everything else (5x5, stride 3, mixed strides in
 //      backward-data). The geometry list below names which cases it is there for, and every
 //      geometry runs again with a larger plane, so each case meets more than one path;
