@@ -96,13 +96,15 @@ constexpr double kMinParallelFlops = 1e6;
 int conv_threads(const Conv2dGeom& g) { return g.flops() >= kMinParallelFlops ? max_threads() : 1; }
 
 // Auto: whole images per thread when there are enough (one parallel region per call, no
-// synchronisation inside); otherwise (batch 1) the single GEMM goes to OpenBLAS, which decides by
-// the GEMM's size whether threads pay. Splitting one GEMM by hand (Columns) costs a team wake-up
-// and barriers per image and lost in every measurement (bench/README.md).
+// synchronisation inside); otherwise (batch 1) each product is split across the OpenMP threads by
+// hand (Columns), each calling single-threaded OpenBLAS on its share. Handing the product to
+// OpenBLAS's own threads (Blas) puts two thread pools on the cores: after an OpenMP region (im2col,
+// col2im, the neighbouring layers) the idle OpenMP threads spin while OpenBLAS's threads want the
+// same cores, and the im2col layer then ran 4-25x slower than its GEMM (bench/README.md).
 ConvThreading resolve(ConvThreading mode, int64_t items, int threads) {
   if (mode != ConvThreading::Auto) return mode;
   if (threads <= 1 || items >= threads) return ConvThreading::Images;
-  return ConvThreading::Blas;
+  return ConvThreading::Columns;
 }
 
 // body(item) for item in [0, items): one parallel region with dynamic scheduling (per-image work is

@@ -24,9 +24,10 @@
 // Threading (measured in bench/bench_kernels_conv.cpp --modes, see bench/README.md): with at least
 // as many (image, group) products as threads (batch 32), OpenMP gives each thread whole images and
 // OpenBLAS runs single-threaded inside (two thread pools on 2 cores would fight). With fewer
-// (batch 1), the product is handed to OpenBLAS with OpenMP's thread count, and OpenBLAS decides
-// from the GEMM's size whether to use them. ConvThreading lets benchmarks and tests force a
-// strategy, including a hand split of one product across OpenMP threads (Columns).
+// (batch 1), each product is split across the OpenMP threads by hand (Columns: by output columns,
+// or by rows of dw for the weight gradient, so no sum is split), still with single-threaded
+// OpenBLAS. ConvThreading lets benchmarks and tests force a strategy, including handing the
+// product to OpenBLAS's own threads (Blas), which lost at batch 1 by up to 25x on the im2col layer.
 //
 // Every optimized function has a `_ref` twin: plain loops, no OpenMP, no BLAS (sgemm_ref), kept
 // for the tests.
@@ -67,7 +68,7 @@ Conv2dGeom conv2d_geom(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, i
                        int64_t stride, int64_t padding, int64_t groups = 1);
 
 enum class ConvThreading {
-  Auto,     // Images when N*groups >= threads, else Blas (see top of file)
+  Auto,     // Images when N*groups >= threads, else Columns (see top of file)
   Images,   // OpenMP over (image, group) products, single-threaded OpenBLAS
   Columns,  // each product split across OpenMP threads, single-threaded OpenBLAS
   Blas,     // products one after another, OpenBLAS threads the GEMM (im2col still uses OpenMP)
