@@ -51,7 +51,8 @@ struct ConfigFlags {
   bool log_frequency = false;
   bool no_level_channel = false;
   double f_max = -1;
-  double min_coverage = -1, weight_decay = -1, dropout = -1;
+  double min_coverage = -1, weight_decay = -1, dropout = -1, mixup = -1;
+  int time_shift = -1;
 
   void add(CLI::App* app) {
     app->add_option("--apnea-data", c.apnea_dir, "Apnea-ECG-style database directory")->capture_default_str();
@@ -70,6 +71,9 @@ struct ConfigFlags {
     app->add_option("--lr", lr, "peak learning rate (AdamW, warm-up + cosine)");
     app->add_option("--weight-decay", weight_decay, "AdamW weight decay");
     app->add_option("--dropout", dropout, "dropout before the classifier");
+    app->add_option("--time-shift", time_shift,
+                    "augmentation: move each training image by up to N columns along time (0: off)");
+    app->add_option("--mixup", mixup, "augmentation: mixup with lam ~ Beta(A, A) (0: off)");
     app->add_option("--patience", patience, "early stopping: epochs without a better validation AUC (0: off)");
     app->add_option("--normalization", norm, "image normalisation: 'record' (z-score per record and channel), "
                                              "'image' (z-score per image) or 'none' (dB as computed; the "
@@ -106,6 +110,8 @@ struct ConfigFlags {
       if (patience >= 0) m->train.patience = patience;
       if (weight_decay >= 0) m->train.weight_decay = weight_decay;
       if (dropout >= 0) m->train.dropout = static_cast<float>(dropout);
+      if (time_shift >= 0) m->train.time_shift = time_shift;
+      if (mixup >= 0) m->train.mixup = mixup;
       if (min_coverage >= 0) m->data.min_coverage = min_coverage;
       if (log_frequency) m->data.spectrogram.log_frequency = true;
       if (no_level_channel) m->data.spectrogram.level_channel = false;

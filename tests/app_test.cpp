@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "apps/screening/cv.h"
@@ -89,9 +91,17 @@ fs::path temp_dir(const std::string& name) {
 
 }  // namespace
 
-TEST(Trainer, InterruptedRunResumesToTheSameWeights) {
+// Killed mid-epoch and resumed: the same weights, bit for bit, as an uninterrupted run; with and
+// without augmentation (whose random numbers must not depend on where the run started).
+class TrainerResume : public ::testing::TestWithParam<bool> {};
+
+TEST_P(TrainerResume, InterruptedRunResumesToTheSameWeights) {
   auto records = toy_records();
   ModelConfig mc = toy_model_config();
+  if (GetParam()) {
+    mc.train.time_shift = 2;
+    mc.train.mixup = 0.4;
+  }
   data::Dataset ds = data::build_dataset(records, mc.data);
   std::vector<int64_t> train = ds.samples_of({0, 1, 2, 3}), val = ds.samples_of({4, 5});
   ASSERT_GT(train.size(), 50u);
@@ -121,6 +131,109 @@ TEST(Trainer, InterruptedRunResumesToTheSameWeights) {
   EXPECT_TRUE(fs::exists(b / "log.csv"));
   fs::remove_all(a);
   fs::remove_all(b);
+}
+
+INSTANTIATE_TEST_SUITE_P(Trainer, TrainerResume, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Augmented" : "Plain"; });
+
+namespace {
+// A batch of N images [N, 2, 3, W] whose pixel (n, c, h, w) is 1000 n + 100 c + 10 h + w and
+// labels n / (N - 1).
+data::Batch numbered_batch(int64_t N, int64_t W) {
+  data::Batch b;
+  b.images = Tensor::empty({N, 2, 3, W});
+  b.labels = Tensor::empty({N, 1});
+  float* x = b.images.data();
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < 2; ++c)
+      for (int64_t h = 0; h < 3; ++h)
+        for (int64_t w = 0; w < W; ++w) x[((n * 2 + c) * 3 + h) * W + w] = float(1000 * n + 100 * c + 10 * h + w);
+    b.labels.data()[n] = float(n) / float(N - 1);
+  }
+  b.index = 5;
+  return b;
+}
+}  // namespace
+
+TEST(Augment, TimeShiftMovesWholeImagesAlongTimeWithTheEdgeRepeated) {
+  const int64_t N = 40, W = 8;
+  TrainOptions o;
+  o.time_shift = 2;
+  data::Batch b = numbered_batch(N, W);
+  const std::vector<float> labels_before = b.labels.to_vector();
+  augment_batch(b, o, 3);
+  EXPECT_EQ(b.labels.to_vector(), labels_before);
+  std::set<int64_t> shifts;
+  const float* x = b.images.data();
+  for (int64_t n = 0; n < N; ++n) {
+    // The shift s of image n, read from its first row: column w holds original column clamp(w - s).
+    const float* first = x + n * 2 * 3 * W;
+    int64_t s = 99;
+    for (int64_t cand = -2; cand <= 2; ++cand) {
+      bool ok = true;
+      for (int64_t w = 0; w < W; ++w) ok = ok && first[w] == float(1000 * n + std::clamp<int64_t>(w - cand, 0, W - 1));
+      if (ok) s = cand;
+    }
+    ASSERT_NE(s, 99) << "image " << n << " is not a shift of at most 2 columns";
+    shifts.insert(s);
+    for (int64_t c = 0; c < 2; ++c)
+      for (int64_t h = 0; h < 3; ++h)
+        for (int64_t w = 0; w < W; ++w)
+          ASSERT_EQ(x[((n * 2 + c) * 3 + h) * W + w], float(1000 * n + 100 * c + 10 * h + std::clamp<int64_t>(w - s, 0, W - 1)))
+              << "image " << n << " channel " << c << " row " << h << ": every row moves by the same " << s;
+  }
+  EXPECT_EQ(shifts.size(), 5u) << "40 images should see every shift in -2..2";
+}
+
+TEST(Augment, MixupBlendsImagesAndLabelsWithOneWeightPerBatch) {
+  const int64_t N = 16, W = 4;
+  TrainOptions o;
+  o.mixup = 0.4;
+  data::Batch b = numbered_batch(N, W);
+  const std::vector<float> before = b.images.to_vector();
+  augment_batch(b, o, 1);
+  const float* x = b.images.data();
+  const float* y = b.labels.data();
+  const int64_t per = 2 * 3 * W;
+  double label_sum = 0;
+  int changed = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    // Image n = lam * image n + (1 - lam) * image m: pixel minus its (c, h, w) part is 1000 times
+    // the blended index, lam * n + (1 - lam) * m, which the label must equal / (N - 1).
+    const double blended = x[n * per] / 1000.0;
+    for (int64_t i = 0; i < per; ++i)
+      ASSERT_NEAR(x[n * per + i], blended * 1000.0 + (before[static_cast<size_t>(i)]), 2e-2) << n << " " << i;
+    EXPECT_NEAR(y[n], blended / double(N - 1), 1e-5) << "image " << n;
+    EXPECT_GE(y[n], 0.f);
+    EXPECT_LE(y[n], 1.f);
+    label_sum += y[n];
+    changed += std::abs(blended - double(n)) > 1e-3;
+  }
+  // A permutation is mixed in, so the labels' sum is kept.
+  EXPECT_NEAR(label_sum, N / 2.0, 1e-4);
+  EXPECT_GT(changed, N / 2);
+
+  // The same (seed, epoch, batch) gives the same batch; another epoch another one.
+  data::Batch again = numbered_batch(N, W), other = numbered_batch(N, W);
+  augment_batch(again, o, 1);
+  augment_batch(other, o, 2);
+  EXPECT_EQ(again.images.to_vector(), b.images.to_vector());
+  EXPECT_NE(other.images.to_vector(), b.images.to_vector());
+}
+
+TEST(Augment, OptionsAreValidatedAndOlderRunsReadWithoutAugmentation) {
+  TrainOptions o;
+  o.time_shift = -1;
+  EXPECT_THROW(o.validate(), Error);
+  o.time_shift = 0;
+  o.mixup = -0.5;
+  EXPECT_THROW(o.validate(), Error);
+  nlohmann::json j = TrainOptions{}.to_json();
+  j.erase("time_shift");
+  j.erase("mixup");
+  TrainOptions old = TrainOptions::from_json(j);
+  EXPECT_EQ(old.time_shift, 0);
+  EXPECT_EQ(old.mixup, 0.0);
 }
 
 TEST(Trainer, CheckpointOfOtherOptionsIsRefused) {

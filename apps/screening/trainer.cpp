@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -27,7 +28,7 @@ json TrainOptions::to_json() const {
   return json{{"epochs", epochs},       {"batch_size", batch_size},       {"lr", lr},
               {"weight_decay", weight_decay}, {"warmup_epochs", warmup_epochs}, {"min_lr_factor", min_lr_factor},
               {"patience", patience},   {"width_mult", width_mult},       {"dropout", dropout},
-              {"seed", seed}};
+              {"time_shift", time_shift}, {"mixup", mixup}, {"seed", seed}};
 }
 
 TrainOptions TrainOptions::from_json(const json& j) {
@@ -42,6 +43,8 @@ TrainOptions TrainOptions::from_json(const json& j) {
   o.width_mult = j.at("width_mult").get<double>();
   o.dropout = j.at("dropout").get<float>();
   o.seed = j.at("seed").get<uint64_t>();
+  o.time_shift = j.value("time_shift", 0);  // runs made before augmentation existed had none
+  o.mixup = j.value("mixup", 0.0);
   return o;
 }
 
@@ -58,6 +61,8 @@ void TrainOptions::validate() const {
   if (patience < 0) bad("patience", "must be >= 0");
   if (!(width_mult > 0 && width_mult <= 4)) bad("width_mult", fmt::format("{} is not in (0, 4]", width_mult));
   if (!(dropout >= 0 && dropout < 1)) bad("dropout", fmt::format("{} is not in [0, 1)", dropout));
+  if (time_shift < 0 || time_shift > 1000) bad("time_shift", fmt::format("{} is not in 0..1000", time_shift));
+  if (!(mixup >= 0 && mixup <= 100)) bad("mixup", fmt::format("{} is not in [0, 100]", mixup));
 }
 
 nn::MobileNetV2Options model_options(const TrainOptions& opt, int in_channels) {
@@ -80,6 +85,68 @@ void seed_dropout(nn::Module& model, uint64_t seed, int epoch) {
     if (auto* d = dynamic_cast<nn::Dropout*>(m))
       d->generator.manual_seed(seed * 1000003ULL + static_cast<uint64_t>(epoch) * 7919ULL + k++);
 }
+
+// Gamma(a, 1) by Marsaglia and Tsang (2000), from the project's generator (no std:: distributions,
+// so a resumed run draws the same numbers). a < 1 uses Gamma(a + 1) * U^(1/a).
+double sample_gamma(Generator& g, double a) {
+  if (a < 1) return sample_gamma(g, a + 1) * std::pow(1.0 - g.uniform_double(), 1.0 / a);
+  const double d = a - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
+  for (;;) {
+    double x, v;
+    do {
+      x = g.normal();
+      v = 1.0 + c * x;
+    } while (v <= 0);
+    v = v * v * v;
+    const double u = 1.0 - g.uniform_double();
+    if (std::log(u) < 0.5 * x * x + d - d * v + d * std::log(v)) return d * v;
+  }
+}
+
+}  // namespace
+
+void augment_batch(data::Batch& b, const TrainOptions& o, int epoch) {
+  if (o.time_shift == 0 && o.mixup == 0) return;
+  Generator g(o.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch) * 1000003ULL +
+              static_cast<uint64_t>(b.index) + 17);
+  const Shape& sh = b.images.shape();
+  const int64_t N = sh[0], C = sh[1], H = sh[2], W = sh[3];
+  float* x = b.images.data();
+  if (o.time_shift > 0) {
+    std::vector<float> row(static_cast<size_t>(W));
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t s = static_cast<int64_t>(g.next_u64() % static_cast<uint64_t>(2 * o.time_shift + 1)) - o.time_shift;
+      if (s == 0) continue;
+      for (int64_t r = 0; r < C * H; ++r) {
+        float* line = x + (n * C * H + r) * W;
+        for (int64_t w = 0; w < W; ++w) row[static_cast<size_t>(w)] = line[std::clamp<int64_t>(w - s, 0, W - 1)];
+        std::copy(row.begin(), row.end(), line);
+      }
+    }
+  }
+  if (o.mixup > 0 && N > 1) {
+    const double ga = sample_gamma(g, o.mixup), gb = sample_gamma(g, o.mixup);
+    const float lam = static_cast<float>(ga / (ga + gb));
+    std::vector<int64_t> perm(static_cast<size_t>(N));
+    for (int64_t i = 0; i < N; ++i) perm[static_cast<size_t>(i)] = i;
+    for (int64_t i = N - 1; i > 0; --i)
+      std::swap(perm[static_cast<size_t>(i)], perm[g.next_u64() % static_cast<uint64_t>(i + 1)]);
+    const int64_t per = C * H * W;
+    std::vector<float> mixed(static_cast<size_t>(N * per));
+    float* y = b.labels.data();
+    std::vector<float> labels(static_cast<size_t>(N));
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t m = perm[static_cast<size_t>(n)];
+      for (int64_t i = 0; i < per; ++i)
+        mixed[static_cast<size_t>(n * per + i)] = lam * x[n * per + i] + (1 - lam) * x[m * per + i];
+      labels[static_cast<size_t>(n)] = lam * y[n] + (1 - lam) * y[m];
+    }
+    std::copy(mixed.begin(), mixed.end(), x);
+    std::copy(labels.begin(), labels.end(), y);
+  }
+}
+
+namespace {
 
 struct Validation {
   double loss = NAN, accuracy = NAN, auc = NAN, score = NAN;
@@ -187,7 +254,7 @@ TrainSummary train_model(nn::MobileNetV2& model, const data::Dataset& ds, const 
       return it->second;
     };
     try {
-      if (json::parse(get("train_options")) != o.to_json())
+      if (TrainOptions::from_json(json::parse(get("train_options"))).to_json() != o.to_json())
         throw Error(fmt::format("{}: the checkpoint was made with other training options ({}); resume with the "
                                 "same options or start a new run",
                                 ckpt.string(), get("train_options")));
@@ -220,6 +287,7 @@ TrainSummary train_model(nn::MobileNetV2& model, const data::Dataset& ds, const 
         throw Interrupted(fmt::format("{}: interrupted in epoch {}; the checkpoint of epoch {} in {} is intact: "
                                       "resume with --resume",
                                       name, epoch, epoch - 1, work_dir));
+      augment_batch(b, o, epoch);
       Tensor p = sigmoid(model(b.images));
       Tensor loss = nn::functional::mse_loss(p, b.labels);
       opt.zero_grad();

@@ -26,6 +26,7 @@
 
 #include "apps/screening/report.h"
 #include "data/dataset.h"
+#include "data/loader.h"
 #include "nn/mobilenet.h"
 
 namespace sleepnet::screening {
@@ -40,6 +41,12 @@ struct TrainOptions {
   int patience = 3;             // epochs without improvement before stopping (0 = never stop)
   double width_mult = 0.5;
   float dropout = 0.2f;
+  // Training-time augmentation (0 = off). time_shift: each image moved along its time axis
+  // (columns) by a random whole number of columns in [-time_shift, time_shift], the edge column
+  // repeated. mixup: each batch replaced by lam * batch + (1 - lam) * (the batch shuffled), images
+  // and labels alike, lam ~ Beta(mixup, mixup) (Zhang et al. 2018).
+  int time_shift = 0;
+  double mixup = 0.0;
   uint64_t seed = 1;
   bool progress = true;
   nlohmann::json to_json() const;
@@ -56,6 +63,11 @@ struct TrainSummary {
 };
 
 nn::MobileNetV2Options model_options(const TrainOptions& opt, int in_channels);
+
+// The augmentations of `o` (time_shift, mixup) applied to one training batch in place; nothing when
+// both are off. Random numbers come from a generator seeded with (o.seed, epoch, b.index), so a
+// resumed run augments exactly as an uninterrupted one.
+void augment_batch(data::Batch& b, const TrainOptions& o, int epoch);
 
 // Thrown by train_model when `should_stop` asks it to stop (Ctrl-C in the CLI). The last
 // checkpoint (end of the previous epoch) is intact: `resume` continues from there.
