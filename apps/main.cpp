@@ -93,6 +93,13 @@ struct ConfigFlags {
     app->add_option("--threads", c.threads, "threads (0: OpenMP's default)");
     app->add_option("--cache", c.cache_dir, "image cache directory")->capture_default_str();
     app->add_flag("--no-cache", no_cache, "do not cache images on disk");
+    app->add_option("--members", c.members,
+                    "networks per model, probabilities averaged (each its own seed and validation records)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 50));
+    app->add_flag("--cross-fit", c.cross_fit,
+                  "with --members K: network j trains on K-1 of K folds of the training records and validates "
+                  "on fold j; the AHI calibration is fitted on these out-of-fold predictions");
     app->add_option("--validation-fraction", c.validation_fraction,
                     "share of the training records held out for early stopping")
         ->capture_default_str();
@@ -168,7 +175,7 @@ int cmd_predict(const std::string& run, const std::string& out, const std::vecto
   if (records.empty()) throw Error("predict: no record could be read");
   Prediction p = predict_records(m, records);
   fs::create_directories(out);
-  write_file_atomic(fs::path(out) / "windows.csv", predictions_windows_csv(p.windows, m.sleep != nullptr));
+  write_file_atomic(fs::path(out) / "windows.csv", predictions_windows_csv(p.windows, static_cast<bool>(m.sleep)));
   write_file_atomic(fs::path(out) / "records.csv", predictions_records_csv(p.records));
   for (const RecordRow& r : p.records)
     fmt::print("{:8s} {:6.2f} h  {:4d} apnea windows  AHI {:6.1f}  {}\n", r.record, r.hours, r.apnea_windows,

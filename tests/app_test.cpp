@@ -294,6 +294,97 @@ TEST(Pipeline, LearnsTheToyProblemAndPredictWritesTheCsvFiles) {
   fs::remove_all(run);
 }
 
+// An ensemble (members = 3; seeds and random validation records, or cross-fitted folds): three
+// networks, each with its own checkpoints and validation records; loading the run gives back the
+// same three networks (the same predictions), and the ensemble's probability is the members' mean.
+class PipelineEnsemble : public ::testing::TestWithParam<bool> {};
+
+TEST_P(PipelineEnsemble, MembersAreSavedLoadedAndAveraged) {
+  auto records = toy_records(40);
+  RunConfig c;
+  c.apnea = toy_model_config();
+  c.apnea.train.epochs = 2;
+  c.apnea.data.target = data::Target::Apnea;
+  c.members = 3;
+  c.cross_fit = GetParam();
+  c.validation_fraction = 0.34;  // one validation group of three (the toy records are 5 groups)
+  c.progress = false;
+  fs::path run = temp_dir("ensemble");
+  std::vector<data::Record> train(records.begin(), records.begin() + 5), test(records.begin() + 5, records.end());
+  prepare_run_dir(run.string(), c, false, false);
+  std::vector<TrainingLog> logs;
+  Models m = train_models(c, train, {}, run.string(), false, &logs);
+  save_models(m, run.string());
+  ASSERT_EQ(m.apnea.size(), 3u);
+  EXPECT_FALSE(m.sleep);
+  ASSERT_EQ(logs.size(), 3u);
+  EXPECT_EQ(logs[1].name, "apnea member 2");
+  for (int j = 1; j <= 3; ++j) EXPECT_TRUE(fs::exists(run / "apnea" / fmt::format("member{}", j) / "best.safetensors")) << j;
+  // Every member validated on records it did not train on: its log has validation scores.
+  for (const auto& log : logs) EXPECT_TRUE(std::isfinite(log.epochs.back().val_auc)) << log.name;
+
+  Models loaded = load_models(run.string());
+  ASSERT_EQ(loaded.apnea.size(), 3u);
+  EXPECT_EQ(loaded.calibration_in_bed.slope, m.calibration_in_bed.slope);
+  Prediction a = predict_records(m, test), b = predict_records(loaded, test);
+  ASSERT_EQ(a.windows.size(), b.windows.size());
+  ASSERT_FALSE(a.windows.empty());
+  for (size_t i = 0; i < a.windows.size(); ++i) ASSERT_EQ(a.windows[i].p_apnea, b.windows[i].p_apnea) << i;
+
+  // The mean of the members: each member alone, unsmoothed, averaged by hand.
+  Models one;
+  one.config = c;
+  one.config.smooth_windows = 0;
+  Models all = load_models(run.string());
+  all.config.smooth_windows = 0;
+  Prediction whole = predict_records(all, test);
+  std::vector<double> mean(whole.windows.size(), 0.0);
+  for (int j = 0; j < 3; ++j) {
+    one.apnea.members.clear();
+    one.apnea.members.push_back(std::move(loaded.apnea.members[static_cast<size_t>(j)]));
+    Prediction pj = predict_records(one, test);
+    ASSERT_EQ(pj.windows.size(), mean.size());
+    for (size_t i = 0; i < mean.size(); ++i) mean[i] += pj.windows[i].p_apnea / 3.0;
+  }
+  for (size_t i = 0; i < mean.size(); ++i) EXPECT_NEAR(whole.windows[i].p_apnea, mean[i], 1e-12) << i;
+  fs::remove_all(run);
+}
+
+INSTANTIATE_TEST_SUITE_P(Pipeline, PipelineEnsemble, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "CrossFit" : "Seeds"; });
+
+// A cross-fitted ensemble needs as many record groups as members.
+TEST(Pipeline, CrossFitWithTooFewRecordsIsAClearError) {
+  auto records = toy_records(20);
+  RunConfig c;
+  c.apnea = toy_model_config();
+  c.apnea.train.epochs = 1;
+  c.members = 8;
+  c.cross_fit = true;
+  c.progress = false;
+  fs::path run = temp_dir("crossfit");
+  try {
+    train_models(c, records, {}, run.string(), false, nullptr);
+    FAIL() << "6 records cannot make 8 folds";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot be split into 8 folds"), std::string::npos) << e.what();
+  }
+  fs::remove_all(run);
+}
+
+TEST(Pipeline, RunConfigReadsRunsMadeBeforeEnsembles) {
+  RunConfig c = RunConfig::defaults();
+  c.members = 4;
+  nlohmann::json j = c.to_json();
+  EXPECT_EQ(RunConfig::from_json(j, "test").members, 4);
+  j.erase("members");
+  j.erase("cross_fit");
+  EXPECT_EQ(RunConfig::from_json(j, "test").members, 1);
+  EXPECT_FALSE(RunConfig::from_json(j, "test").cross_fit);
+  j["members"] = 0;
+  EXPECT_THROW(RunConfig::from_json(j, "test"), Error);
+}
+
 TEST(Pipeline, RunDirectoryOfAnotherVersionIsRefused) {
   fs::path run = temp_dir("version");
   std::ofstream(run / "run.json") << R"({"format": "sleepnet-run-0", "status": "finished", "config": {}})";

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #ifdef _OPENMP
@@ -132,6 +133,8 @@ json RunConfig::to_json() const {
               {"validation_fraction", validation_fraction},
               {"smooth_windows", smooth_windows},
               {"smooth_sleep_epochs", smooth_sleep_epochs},
+              {"members", members},
+              {"cross_fit", cross_fit},
               {"threads", threads}};
 }
 
@@ -147,6 +150,10 @@ RunConfig RunConfig::from_json(const json& j, const std::string& source) {
     c.validation_fraction = j.at("validation_fraction");
     c.smooth_windows = j.at("smooth_windows");
     c.smooth_sleep_epochs = j.value("smooth_sleep_epochs", 0);  // runs made before it existed: off
+    c.members = j.value("members", 1);  // runs made before ensembles: one network per model
+    if (c.members < 1 || c.members > 50)
+      throw Error(fmt::format("{}: run configuration: members = {} is not in 1..50", source, c.members));
+    c.cross_fit = j.value("cross_fit", false);
     c.threads = j.at("threads");
     return c;
   } catch (const json::exception& e) {
@@ -264,12 +271,14 @@ data::Split train_validation_split(const data::Dataset& ds, double fraction, uin
   return split;
 }
 
-std::unique_ptr<nn::MobileNetV2> train_one(const ModelConfig& m, const data::Dataset& ds, double validation_fraction,
-                                           const std::string& dir, const std::string& name, bool resume,
-                                           bool progress, std::vector<TrainingLog>* logs) {
+// One trained network of a model.
+std::unique_ptr<nn::MobileNetV2> train_network(const ModelConfig& m, uint64_t seed, const data::Dataset& ds,
+                                               const data::Split& split, const std::string& dir,
+                                               const std::string& name, bool resume, bool progress,
+                                               std::vector<TrainingLog>* logs) {
   fs::create_directories(dir);
-  data::Split split = train_validation_split(ds, validation_fraction, m.train.seed);
   TrainOptions t = m.train;
+  t.seed = seed;
   t.progress = progress;
   auto model = std::make_unique<nn::MobileNetV2>(model_options(t, ds.channels()));
   if (progress)
@@ -281,6 +290,46 @@ std::unique_ptr<nn::MobileNetV2> train_one(const ModelConfig& m, const data::Dat
                                resume, hooks);
   if (logs) logs->push_back(s.log);
   return model;
+}
+
+// A model's networks (RunConfig::members, cross_fit). `held_out[j]` receives the dataset record
+// indices network j never trained on (its validation records).
+Ensemble train_ensemble(const ModelConfig& m, const data::Dataset& ds, const RunConfig& c, const std::string& dir,
+                        const std::string& name, bool resume, std::vector<TrainingLog>* logs,
+                        std::vector<std::vector<int>>* held_out) {
+  Ensemble e;
+  if (held_out) held_out->clear();
+  auto member_dir = [&](int j) {
+    return c.members < 2 ? dir : (fs::path(dir) / fmt::format("member{}", j + 1)).string();
+  };
+  auto member_name = [&](int j) { return c.members < 2 ? name : fmt::format("{} member {}", name, j + 1); };
+  std::vector<data::RecordKey> keys = data::record_keys(ds);
+  std::set<std::string> groups;
+  for (const auto& k : keys) groups.insert(k.group);
+  const int K = c.members;
+  if (c.cross_fit && K >= 2 && static_cast<int>(groups.size()) < K)
+    throw Error(fmt::format("{}: {} record group(s) cannot be split into {} folds for a cross-fitted ensemble "
+                            "(--members {} --cross-fit)",
+                            name, groups.size(), K, K));
+  if (!c.cross_fit || K < 2) {
+    for (int j = 0; j < K; ++j) {
+      const uint64_t seed = m.train.seed + static_cast<uint64_t>(j);
+      data::Split split = train_validation_split(ds, c.validation_fraction, seed);
+      e.members.push_back(train_network(m, seed, ds, split, member_dir(j), member_name(j), resume, c.progress, logs));
+      if (held_out) held_out->push_back(split.validation);
+    }
+    return e;
+  }
+  std::vector<data::Split> folds = data::kfold_by_record(keys, {.k = K, .seed = m.train.seed, .stratify = true});
+  for (int j = 0; j < K; ++j) {
+    data::Split split;
+    split.train = folds[j].train;
+    split.validation = folds[j].test;
+    e.members.push_back(train_network(m, m.train.seed + static_cast<uint64_t>(j), ds, split, member_dir(j),
+                                      member_name(j), resume, c.progress, logs));
+    if (held_out) held_out->push_back(split.validation);
+  }
+  return e;
 }
 
 // Per record: its windows' probabilities, in dataset order.
@@ -302,8 +351,13 @@ void smooth_in_time(std::vector<RecordProbs>& records, const data::Dataset& ds, 
   }
 }
 
-std::vector<RecordProbs> per_record(nn::MobileNetV2& model, const data::Dataset& ds) {
-  std::vector<double> p = predict_probabilities(model, ds, ds.all_samples());
+// The networks' mean probability of every sample, per record.
+std::vector<RecordProbs> per_record(const std::vector<nn::MobileNetV2*>& nets, const data::Dataset& ds) {
+  std::vector<double> p(static_cast<size_t>(ds.size()), 0.0);
+  for (nn::MobileNetV2* net : nets) {
+    std::vector<double> q = predict_probabilities(*net, ds, ds.all_samples());
+    for (size_t i = 0; i < p.size(); ++i) p[i] += q[i] / static_cast<double>(nets.size());
+  }
   std::vector<RecordProbs> out(ds.records().size());
   for (int64_t i = 0; i < ds.size(); ++i) {
     auto& r = out[ds.sample(i).record];
@@ -326,27 +380,40 @@ data::Record as_epochs(const data::Record& r) {
   return e;
 }
 
-}  // namespace
+std::vector<nn::MobileNetV2*> nets_of(const Ensemble& e) {
+  std::vector<nn::MobileNetV2*> out;
+  for (const auto& m : e.members) out.push_back(m.get());
+  return out;
+}
 
-Prediction predict_records(Models& models, const std::vector<data::Record>& records) {
+// What a run's networks predict: predict_records with the networks given explicitly (all of an
+// ensemble, or only the member a record was held out from).
+struct Predictor {
+  const RunConfig& config;
+  std::vector<nn::MobileNetV2*> apnea, sleep;  // sleep may be empty
+  LinearFit calibration, calibration_in_bed;
+};
+
+Prediction predict_with(const Predictor& models, const std::vector<data::Record>& records) {
   Prediction out;
   const RunConfig& c = models.config;
+  const bool has_sleep = !models.sleep.empty();
   // Every window is scored (coverage filter off): windows.csv has a line per scored window.
   data::DatasetOptions ao = dataset_options(c.apnea, c.cache_dir, data::Target::Apnea, true);
   ao.min_coverage = 0.0;
   data::Dataset ads = data::build_dataset(records, ao);
-  std::vector<RecordProbs> ap = per_record(*models.apnea, ads);
+  std::vector<RecordProbs> ap = per_record(models.apnea, ads);
   smooth_in_time(ap, ads, c.smooth_windows);
 
   // Sleep probability of each 30-s epoch, looked up by (record, epoch start).
   std::vector<std::map<int64_t, double>> sleep_p(records.size());
-  if (models.sleep) {
+  if (has_sleep) {
     std::vector<data::Record> epochs;
     for (const auto& r : records) epochs.push_back(as_epochs(r));
     data::DatasetOptions so = dataset_options(c.sleep, c.cache_dir, data::Target::Sleep, true);
     so.min_coverage = 0.0;
     data::Dataset sds = data::build_dataset(epochs, so);
-    std::vector<RecordProbs> sp = per_record(*models.sleep, sds);
+    std::vector<RecordProbs> sp = per_record(models.sleep, sds);
     smooth_in_time(sp, sds, c.smooth_sleep_epochs);
     for (size_t ri = 0; ri < sds.records().size(); ++ri) {
       int idx = -1;
@@ -377,7 +444,7 @@ Prediction predict_records(Models& models, const std::vector<data::Record>& reco
       w.p_apnea = ap[ri].p[j];
       w.reference_apnea = rec.windows[s.window].apnea;
       in_bed_s += s.duration_s;
-      if (models.sleep) {
+      if (has_sleep) {
         // mean of the sleep epochs inside the window
         double sum = 0;
         int n = 0;
@@ -403,7 +470,7 @@ Prediction predict_records(Models& models, const std::vector<data::Record>& reco
     }
     row.apnea_windows = apnea;
     row.hours_in_bed = in_bed_s / 3600.0;
-    row.hours = models.sleep ? asleep_s / 3600.0 : row.hours_in_bed;
+    row.hours = has_sleep ? asleep_s / 3600.0 : row.hours_in_bed;
     // The raw AHI is the number of apnea windows (p_apnea >= 0.5, after smoothing) per hour of
     // sleep. (The expected count, the sum of p_apnea, was measured too: it correlates less with the
     // reference AHI, r 0.84 vs 0.89 over the 5-fold cross-validation, because normal nights
@@ -414,11 +481,19 @@ Prediction predict_records(Models& models, const std::vector<data::Record>& reco
     const double raw_in_bed = row.hours_in_bed > 0.05 ? apnea_in_bed / row.hours_in_bed : kNaN;
     row.estimated_ahi = std::isfinite(row.raw_ahi) ? calibrated_ahi(models.calibration, row.raw_ahi) : kNaN;
     row.estimated_ahi_in_bed = std::isfinite(raw_in_bed) ? calibrated_ahi(models.calibration_in_bed, raw_in_bed) : kNaN;
-    if (!models.sleep) row.estimated_ahi = row.estimated_ahi_in_bed;
+    if (!has_sleep) row.estimated_ahi = row.estimated_ahi_in_bed;
     if (idx >= 0 && records[idx].meta.reference_ahi) row.reference_ahi = *records[idx].meta.reference_ahi;
     out.records.push_back(row);
   }
   return out;
+}
+
+}  // namespace
+
+Prediction predict_records(Models& models, const std::vector<data::Record>& records) {
+  return predict_with({models.config, nets_of(models.apnea), nets_of(models.sleep), models.calibration,
+                       models.calibration_in_bed},
+                      records);
 }
 
 std::vector<SleepEpochRow> predict_sleep_epochs(Models& models, const std::vector<data::Record>& records) {
@@ -426,7 +501,7 @@ std::vector<SleepEpochRow> predict_sleep_epochs(Models& models, const std::vecto
   if (!models.sleep) return out;
   data::Dataset ds = data::build_dataset(records, dataset_options(models.config.sleep, models.config.cache_dir,
                                                                   data::Target::Sleep, false));
-  std::vector<RecordProbs> sp = per_record(*models.sleep, ds);
+  std::vector<RecordProbs> sp = per_record(nets_of(models.sleep), ds);
   smooth_in_time(sp, ds, models.config.smooth_sleep_epochs);
   for (const RecordProbs& rp : sp) {
     for (size_t j = 0; j < rp.samples.size(); ++j) {
@@ -442,21 +517,38 @@ Models train_models(const RunConfig& c, const std::vector<data::Record>& apnea_r
                     std::vector<TrainingLog>* logs) {
   Models m;
   m.config = c;
+  std::vector<std::vector<int>> held_out;  // per apnea network: the records it never trained on
+  std::vector<std::string> apnea_ids;
   {
     data::Dataset ds = data::build_dataset(apnea_records, dataset_options(c.apnea, c.cache_dir, data::Target::Apnea, false));
     if (c.progress) fmt::print(stderr, "apnea dataset: {}\n", ds.stats().to_string());
-    m.apnea = train_one(c.apnea, ds, c.validation_fraction, (fs::path(work_dir) / "apnea").string(), "apnea", resume,
-                        c.progress, logs);
+    for (const auto& r : ds.records()) apnea_ids.push_back(r.id);
+    m.apnea = train_ensemble(c.apnea, ds, c, (fs::path(work_dir) / "apnea").string(), "apnea", resume, logs, &held_out);
   }
   if (!sleep_records.empty()) {
     data::Dataset ds = data::build_dataset(sleep_records, dataset_options(c.sleep, c.cache_dir, data::Target::Sleep, false));
     if (c.progress) fmt::print(stderr, "sleep dataset: {}\n", ds.stats().to_string());
-    m.sleep = train_one(c.sleep, ds, c.validation_fraction, (fs::path(work_dir) / "sleep").string(), "sleep", resume,
-                        c.progress, logs);
+    m.sleep = train_ensemble(c.sleep, ds, c, (fs::path(work_dir) / "sleep").string(), "sleep", resume, logs, nullptr);
   }
-  // AHI calibration on the training records only.
+  // AHI calibration on the training records only: on the predictions of the networks that trained
+  // on them, or with cross_fit, each record predicted by the member that never saw it (the sleep
+  // networks never saw an apnea record either way).
   m.calibration = m.calibration_in_bed = LinearFit{};
-  Prediction p = predict_records(m, apnea_records);
+  Prediction p;
+  if (!c.cross_fit || m.apnea.size() < 2) {
+    p = predict_records(m, apnea_records);
+  } else {
+    for (size_t j = 0; j < m.apnea.size(); ++j) {
+      std::set<std::string> ids;
+      for (int i : held_out[j]) ids.insert(apnea_ids[static_cast<size_t>(i)]);
+      std::vector<data::Record> part;
+      for (const auto& r : apnea_records)
+        if (ids.count(r.id)) part.push_back(r);
+      if (part.empty()) continue;
+      Prediction q = predict_with({c, {m.apnea.members[j].get()}, nets_of(m.sleep), {}, {}}, part);
+      p.records.insert(p.records.end(), q.records.begin(), q.records.end());
+    }
+  }
   std::vector<double> raw, raw_in_bed, ref, ref_in_bed;
   for (const RecordRow& r : p.records) {
     if (!std::isfinite(r.reference_ahi) || r.hours_in_bed <= 0) continue;
@@ -531,7 +623,9 @@ void write_calibration(const Models& m, const std::string& run_dir) {
   const fs::path dir(run_dir);
   json cal{{"with_sleep_model", {{"slope", m.calibration.slope}, {"intercept", m.calibration.intercept}}},
            {"in_bed", {{"slope", m.calibration_in_bed.slope}, {"intercept", m.calibration_in_bed.intercept}}},
-           {"sleep_model", m.sleep != nullptr}};
+           {"sleep_model", static_cast<bool>(m.sleep)},
+           {"apnea_members", m.apnea.size()},
+           {"sleep_members", m.sleep.size()}};
   write_file_atomic(dir / "calibration.json", cal.dump(2) + "\n");
 }
 
@@ -561,15 +655,26 @@ Models load_models(const std::string& run_dir) {
   } catch (const json::exception& e) {
     throw Error(fmt::format("{}: {}", (dir / "calibration.json").string(), e.what()));
   }
-  auto load = [&](const ModelConfig& mc, const char* sub) {
-    const int channels = mc.data.spectrogram.channels();
-    auto model = std::make_unique<nn::MobileNetV2>(model_options(mc.train, channels));
-    const fs::path f = dir / sub / "best.safetensors";
-    model->load_state_dict(nn::load_safetensors(f.string()).tensors);
-    return model;
+  auto load = [&](const ModelConfig& mc, const char* sub, const char* count_key) {
+    Ensemble e;
+    int n = 1;
+    try {
+      n = cal.value(count_key, 1);  // runs made before ensembles: one network
+    } catch (const json::exception& ex) {
+      throw Error(fmt::format("{}: '{}': {}", (dir / "calibration.json").string(), count_key, ex.what()));
+    }
+    if (n < 1 || n > 50)
+      throw Error(fmt::format("{}: '{}' = {} is not in 1..50", (dir / "calibration.json").string(), count_key, n));
+    for (int j = 0; j < n; ++j) {
+      auto model = std::make_unique<nn::MobileNetV2>(model_options(mc.train, mc.data.spectrogram.channels()));
+      const fs::path f = n == 1 ? dir / sub / "best.safetensors" : dir / sub / fmt::format("member{}", j + 1) / "best.safetensors";
+      model->load_state_dict(nn::load_safetensors(f.string()).tensors);
+      e.members.push_back(std::move(model));
+    }
+    return e;
   };
-  m.apnea = load(m.config.apnea, "apnea");
-  if (cal.value("sleep_model", false)) m.sleep = load(m.config.sleep, "sleep");
+  m.apnea = load(m.config.apnea, "apnea", "apnea_members");
+  if (cal.value("sleep_model", false)) m.sleep = load(m.config.sleep, "sleep", "sleep_members");
   return m;
 }
 

@@ -49,7 +49,16 @@ struct RunConfig {
   std::vector<std::string> records;   // apnea records to use (empty = every record present)
   std::vector<std::string> sleep_records;  // sleep records to use (empty = all present)
   ModelConfig apnea, sleep;
-  double validation_fraction = 0.15;  // of the training records, for early stopping
+  double validation_fraction = 0.15;  // of the training records, for early stopping (members = 1)
+  // Ensembles: members = K >= 2 makes each model (apnea, sleep) K networks whose probabilities are
+  // averaged. By default network j has its own seed (seed + j: initialisation, batch order,
+  // dropout) and its own random train / validation split of the records (same fraction). With
+  // cross_fit, the training records are instead split into K folds by record: network j trains on
+  // the other folds and uses fold j for early stopping, so every training record is out-of-fold
+  // for exactly one network, and the AHI calibration is fitted on those out-of-fold predictions
+  // (otherwise on the training predictions themselves).
+  int members = 1;
+  bool cross_fit = false;
   // Post-processing of p_apnea within a night: each window's probability is replaced by the mean
   // over the windows within +-smooth_windows of it (apneas come in runs; a window's neighbours are
   // evidence too). Uses model outputs only, never labels. 0 = off.
@@ -85,16 +94,23 @@ std::vector<double> smooth_in_time(const std::vector<double>& p, const std::vect
 // on stderr once each. Throws when nothing usable is left.
 std::vector<data::Record> load_records(const std::string& dir, const std::vector<std::string>& ids, bool progress);
 
+// The networks of one model: one, or the members of a cross-fitted ensemble (RunConfig::members).
+struct Ensemble {
+  std::vector<std::unique_ptr<nn::MobileNetV2>> members;
+  explicit operator bool() const { return !members.empty(); }
+  size_t size() const { return members.size(); }
+};
+
 // The fitted models of a run, ready to predict.
 struct Models {
   RunConfig config;
-  std::unique_ptr<nn::MobileNetV2> apnea, sleep;  // sleep may be null
+  Ensemble apnea, sleep;  // sleep may be empty
   LinearFit calibration;        // raw AHI (per predicted sleep hour) -> AHI
   LinearFit calibration_in_bed; // raw AHI (per hour of scored windows) -> AHI
 };
 
 // Trains both models on the given records and fits the AHI calibration on them. `work_dir`
-// receives the checkpoints (apnea/, sleep/). Returns the models and the training logs.
+// receives the checkpoints (apnea/, sleep/; apnea/member1/ ... with members >= 2). Returns the models and the training logs.
 Models train_models(const RunConfig& config, const std::vector<data::Record>& apnea_records,
                     const std::vector<data::Record>& sleep_records, const std::string& work_dir, bool resume,
                     std::vector<TrainingLog>* logs);
