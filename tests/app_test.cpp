@@ -153,18 +153,26 @@ data::Batch numbered_batch(int64_t N, int64_t W) {
   b.index = 5;
   return b;
 }
+
+// numbered_batch(N, W) as made and after augment_batch(o, epoch).
+struct Augmented {
+  data::Batch before, after;
+};
+Augmented augment_numbered(int64_t N, int64_t W, const TrainOptions& o, int epoch) {
+  Augmented a{numbered_batch(N, W), numbered_batch(N, W)};
+  augment_batch(a.after, o, epoch);
+  return a;
+}
 }  // namespace
 
 TEST(Augment, TimeShiftMovesWholeImagesAlongTimeWithTheEdgeRepeated) {
   const int64_t N = 40, W = 8;
   TrainOptions o;
   o.time_shift = 2;
-  data::Batch b = numbered_batch(N, W);
-  const std::vector<float> labels_before = b.labels.to_vector();
-  augment_batch(b, o, 3);
-  EXPECT_EQ(b.labels.to_vector(), labels_before);
+  Augmented a = augment_numbered(N, W, o, 3);
+  EXPECT_EQ(a.after.labels.to_vector(), a.before.labels.to_vector());
   std::set<int64_t> shifts;
-  const float* x = b.images.data();
+  const float* x = a.after.images.data();
   for (int64_t n = 0; n < N; ++n) {
     // The shift s of image n, read from its first row: column w holds original column clamp(w - s).
     const float* first = x + n * 2 * 3 * W;
@@ -189,9 +197,9 @@ TEST(Augment, MixupBlendsImagesAndLabelsWithOneWeightPerBatch) {
   const int64_t N = 16, W = 4;
   TrainOptions o;
   o.mixup = 0.4;
-  data::Batch b = numbered_batch(N, W);
-  const std::vector<float> before = b.images.to_vector();
-  augment_batch(b, o, 1);
+  Augmented a = augment_numbered(N, W, o, 1);
+  const std::vector<float> before = a.before.images.to_vector();
+  data::Batch& b = a.after;
   const float* x = b.images.data();
   const float* y = b.labels.data();
   const int64_t per = 2 * 3 * W;
@@ -214,11 +222,8 @@ TEST(Augment, MixupBlendsImagesAndLabelsWithOneWeightPerBatch) {
   EXPECT_GT(changed, N / 2);
 
   // The same (seed, epoch, batch) gives the same batch; another epoch another one.
-  data::Batch again = numbered_batch(N, W), other = numbered_batch(N, W);
-  augment_batch(again, o, 1);
-  augment_batch(other, o, 2);
-  EXPECT_EQ(again.images.to_vector(), b.images.to_vector());
-  EXPECT_NE(other.images.to_vector(), b.images.to_vector());
+  EXPECT_EQ(augment_numbered(N, W, o, 1).after.images.to_vector(), b.images.to_vector());
+  EXPECT_NE(augment_numbered(N, W, o, 2).after.images.to_vector(), b.images.to_vector());
 }
 
 TEST(Augment, OptionsAreValidatedAndOlderRunsReadWithoutAugmentation) {
