@@ -100,7 +100,7 @@ int conv_threads(const Conv2dGeom& g) { return g.flops() >= kMinParallelFlops ? 
 // hand (Columns), each calling single-threaded OpenBLAS on its share. Handing the product to
 // OpenBLAS's own threads (Blas) puts two thread pools on the cores: after an OpenMP region (im2col,
 // col2im, the neighbouring layers) the idle OpenMP threads spin while OpenBLAS's threads want the
-// same cores, and the im2col layer then ran 4-25x slower than its GEMM (bench/README.md).
+// same cores, and the im2col layer then ran up to 24x slower than its GEMM alone (bench/README.md).
 ConvThreading resolve(ConvThreading mode, int64_t items, int threads) {
   if (mode != ConvThreading::Auto) return mode;
   if (threads <= 1 || items >= threads) return ConvThreading::Images;
