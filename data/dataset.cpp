@@ -324,19 +324,6 @@ Split split_by_ids(const std::vector<RecordKey>& records, const std::vector<std:
   return out;
 }
 
-namespace {
-
-// Seeded Fisher-Yates with the tensor library's portable generator.
-template <typename T>
-void shuffle_seeded(std::vector<T>& v, Generator& gen) {
-  for (size_t i = v.size(); i > 1; --i) {
-    const size_t j = static_cast<size_t>(gen.next_u64() % i);
-    std::swap(v[i - 1], v[j]);
-  }
-}
-
-}  // namespace
-
 std::vector<Split> kfold_by_record(const std::vector<RecordKey>& records, const KFoldOptions& o) {
   // Groups, in first-appearance order, with their stratum (the most common class in the group).
   std::vector<std::string> groups;
@@ -364,7 +351,7 @@ std::vector<Split> kfold_by_record(const std::vector<RecordKey>& records, const 
   std::vector<std::vector<std::string>> fold_groups(o.k);
   int next = 0;
   for (auto& [name, gs] : strata) {
-    shuffle_seeded(gs, gen);
+    shuffle(gs, gen);
     for (const std::string& g : gs) {
       fold_groups[next].push_back(g);
       next = (next + 1) % o.k;
@@ -402,7 +389,7 @@ std::vector<Split> kfold_by_record(const std::vector<RecordKey>& records, const 
       }
       for (auto& [name, gs] : train_strata) {
         std::vector<std::string> pick = gs;
-        shuffle_seeded(pick, vgen);
+        shuffle(pick, vgen);
         for (size_t i = 0; i < take[name]; ++i) val.insert(pick[i]);
       }
     }

@@ -35,10 +35,7 @@ std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
   // One generator per epoch, seeded from (seed, epoch): epoch e's order does not depend on how
   // many epochs ran before (resuming at epoch e reproduces it).
   Generator gen(options_.seed * 0x9E3779B97F4A7C15ULL ^ (static_cast<uint64_t>(epoch) + 0x5DEECE66DULL));
-  for (size_t i = order.size(); i > 1; --i) {
-    const size_t j = static_cast<size_t>(gen.next_u64() % i);
-    std::swap(order[i - 1], order[j]);
-  }
+  shuffle(order, gen);
   return order;
 }
 

@@ -24,6 +24,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sleepnet {
@@ -93,6 +94,15 @@ class Generator {
   bool has_spare_ = false;
   float spare_ = 0.f;
 };
+
+// Fisher-Yates shuffle of v in place with g (the same permutation on every machine and build).
+template <typename T>
+void shuffle(std::vector<T>& v, Generator& g) {
+  for (size_t i = v.size(); i > 1; --i) {
+    const size_t j = static_cast<size_t>(g.next_u64() % i);
+    std::swap(v[i - 1], v[j]);
+  }
+}
 
 class Tensor {
  public:

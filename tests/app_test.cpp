@@ -352,6 +352,17 @@ TEST_P(PipelineEnsemble, MembersAreSavedLoadedAndAveraged) {
     for (size_t i = 0; i < mean.size(); ++i) mean[i] += pj.windows[i].p_apnea / 3.0;
   }
   for (size_t i = 0; i < mean.size(); ++i) EXPECT_NEAR(whole.windows[i].p_apnea, mean[i], 1e-12) << i;
+
+  // calibration.json and run.json must agree on the number of networks.
+  nlohmann::json cal = nlohmann::json::parse(std::ifstream(run / "calibration.json"));
+  cal["apnea_members"] = 2;
+  std::ofstream(run / "calibration.json") << cal.dump();
+  try {
+    load_models(run.string());
+    FAIL() << "a member count that disagrees with run.json must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("apnea_members"), std::string::npos) << e.what();
+  }
   fs::remove_all(run);
 }
 

@@ -295,41 +295,40 @@ std::unique_ptr<nn::MobileNetV2> train_network(const ModelConfig& m, uint64_t se
   return model;
 }
 
-// A model's networks (RunConfig::members, cross_fit). `held_out[j]` receives the dataset record
-// indices network j never trained on (its validation records).
+// A model's networks (RunConfig::members, cross_fit): network j has seed + j and, as its
+// validation records, either a random share (validation_fraction, seeded with seed + j) or fold j
+// of a K-fold split by record (cross_fit). `held_out[j]` receives network j's validation records
+// (dataset record indices): the records it never trained on.
 Ensemble train_ensemble(const ModelConfig& m, const data::Dataset& ds, const RunConfig& c, const std::string& dir,
                         const std::string& name, bool resume, std::vector<TrainingLog>* logs,
                         std::vector<std::vector<int>>* held_out) {
+  const int K = c.members;
+  const bool folds_split = c.cross_fit && K >= 2;
+  std::vector<data::Split> folds;
+  if (folds_split) {
+    std::vector<data::RecordKey> keys = data::record_keys(ds);
+    std::set<std::string> groups;
+    for (const auto& k : keys) groups.insert(k.group);
+    if (static_cast<int>(groups.size()) < K)
+      throw Error(fmt::format("{}: {} record group(s) cannot be split into {} folds for a cross-fitted ensemble "
+                              "(--members {} --cross-fit)",
+                              name, groups.size(), K, K));
+    folds = data::kfold_by_record(keys, {.k = K, .seed = m.train.seed, .stratify = true});
+  }
   Ensemble e;
   if (held_out) held_out->clear();
-  auto member_dir = [&](int j) {
-    return c.members < 2 ? dir : (fs::path(dir) / fmt::format("member{}", j + 1)).string();
-  };
-  auto member_name = [&](int j) { return c.members < 2 ? name : fmt::format("{} member {}", name, j + 1); };
-  std::vector<data::RecordKey> keys = data::record_keys(ds);
-  std::set<std::string> groups;
-  for (const auto& k : keys) groups.insert(k.group);
-  const int K = c.members;
-  if (c.cross_fit && K >= 2 && static_cast<int>(groups.size()) < K)
-    throw Error(fmt::format("{}: {} record group(s) cannot be split into {} folds for a cross-fitted ensemble "
-                            "(--members {} --cross-fit)",
-                            name, groups.size(), K, K));
-  if (!c.cross_fit || K < 2) {
-    for (int j = 0; j < K; ++j) {
-      const uint64_t seed = m.train.seed + static_cast<uint64_t>(j);
-      data::Split split = train_validation_split(ds, c.validation_fraction, seed);
-      e.members.push_back(train_network(m, seed, ds, split, member_dir(j), member_name(j), resume, c.progress, logs));
-      if (held_out) held_out->push_back(split.validation);
-    }
-    return e;
-  }
-  std::vector<data::Split> folds = data::kfold_by_record(keys, {.k = K, .seed = m.train.seed, .stratify = true});
   for (int j = 0; j < K; ++j) {
+    const uint64_t seed = m.train.seed + static_cast<uint64_t>(j);
     data::Split split;
-    split.train = folds[j].train;
-    split.validation = folds[j].test;
-    e.members.push_back(train_network(m, m.train.seed + static_cast<uint64_t>(j), ds, split, member_dir(j),
-                                      member_name(j), resume, c.progress, logs));
+    if (folds_split) {
+      split.train = folds[j].train;
+      split.validation = folds[j].test;
+    } else {
+      split = train_validation_split(ds, c.validation_fraction, seed);
+    }
+    const std::string member_dir = K < 2 ? dir : (fs::path(dir) / fmt::format("member{}", j + 1)).string();
+    const std::string member_name = K < 2 ? name : fmt::format("{} member {}", name, j + 1);
+    e.members.push_back(train_network(m, seed, ds, split, member_dir, member_name, resume, c.progress, logs));
     if (held_out) held_out->push_back(split.validation);
   }
   return e;
@@ -666,8 +665,9 @@ Models load_models(const std::string& run_dir) {
     } catch (const json::exception& ex) {
       throw Error(fmt::format("{}: '{}': {}", (dir / "calibration.json").string(), count_key, ex.what()));
     }
-    if (n < 1 || n > 50)
-      throw Error(fmt::format("{}: '{}' = {} is not in 1..50", (dir / "calibration.json").string(), count_key, n));
+    if (n != m.config.members)
+      throw Error(fmt::format("{}: '{}' = {}, but run.json's configuration has members = {}",
+                              (dir / "calibration.json").string(), count_key, n, m.config.members));
     for (int j = 0; j < n; ++j) {
       auto model = std::make_unique<nn::MobileNetV2>(model_options(mc.train, mc.data.spectrogram.channels()));
       const fs::path f = n == 1 ? dir / sub / "best.safetensors" : dir / sub / fmt::format("member{}", j + 1) / "best.safetensors";

@@ -49,7 +49,7 @@ struct RunConfig {
   std::vector<std::string> records;   // apnea records to use (empty = every record present)
   std::vector<std::string> sleep_records;  // sleep records to use (empty = all present)
   ModelConfig apnea, sleep;
-  double validation_fraction = 0.15;  // of the training records, for early stopping (members = 1)
+  double validation_fraction = 0.15;  // of the training records, for early stopping (not with cross_fit)
   // Ensembles: members = K >= 2 makes each model (apnea, sleep) K networks whose probabilities are
   // averaged. By default network j has its own seed (seed + j: initialisation, batch order,
   // dropout) and its own random train / validation split of the records (same fraction). With
@@ -94,7 +94,7 @@ std::vector<double> smooth_in_time(const std::vector<double>& p, const std::vect
 // on stderr once each. Throws when nothing usable is left.
 std::vector<data::Record> load_records(const std::string& dir, const std::vector<std::string>& ids, bool progress);
 
-// The networks of one model: one, or the members of a cross-fitted ensemble (RunConfig::members).
+// The networks of one model: one, or the members of an ensemble (RunConfig::members, cross_fit).
 struct Ensemble {
   std::vector<std::unique_ptr<nn::MobileNetV2>> members;
   explicit operator bool() const { return !members.empty(); }
@@ -110,7 +110,8 @@ struct Models {
 };
 
 // Trains both models on the given records and fits the AHI calibration on them. `work_dir`
-// receives the checkpoints (apnea/, sleep/; apnea/member1/ ... with members >= 2). Returns the models and the training logs.
+// receives the checkpoints (apnea/, sleep/; apnea/member1/ ... with members >= 2). Returns the
+// models and the training logs.
 Models train_models(const RunConfig& config, const std::vector<data::Record>& apnea_records,
                     const std::vector<data::Record>& sleep_records, const std::string& work_dir, bool resume,
                     std::vector<TrainingLog>* logs);

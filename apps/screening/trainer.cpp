@@ -129,8 +129,7 @@ void augment_batch(data::Batch& b, const TrainOptions& o, int epoch) {
     const float lam = static_cast<float>(ga / (ga + gb));
     std::vector<int64_t> perm(static_cast<size_t>(N));
     for (int64_t i = 0; i < N; ++i) perm[static_cast<size_t>(i)] = i;
-    for (int64_t i = N - 1; i > 0; --i)
-      std::swap(perm[static_cast<size_t>(i)], perm[g.next_u64() % static_cast<uint64_t>(i + 1)]);
+    shuffle(perm, g);
     const int64_t per = C * H * W;
     std::vector<float> mixed(static_cast<size_t>(N * per));
     float* y = b.labels.data();
