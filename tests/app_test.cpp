@@ -353,6 +353,48 @@ TEST_P(PipelineEnsemble, MembersAreSavedLoadedAndAveraged) {
   }
   for (size_t i = 0; i < mean.size(); ++i) EXPECT_NEAR(whole.windows[i].p_apnea, mean[i], 1e-12) << i;
 
+  // The AHI calibration, fitted by hand: a least-squares line from each training record's raw AHI
+  // (per hour in bed; no sleep model) to its reference. Seeds: the raw AHI is the ensemble's own
+  // prediction of the record. Cross-fit: it is the prediction of the one member that never trained
+  // on the record (fold j of the same seeded 3-fold split by record is member j's validation).
+  {
+    Models ens = load_models(run.string());
+    ens.calibration = ens.calibration_in_bed = LinearFit{};  // identity: estimated = raw
+    std::vector<double> raw, ref;
+    auto add = [&](const Prediction& p) {
+      for (const RecordRow& r : p.records) {
+        raw.push_back(r.estimated_ahi_in_bed);
+        ref.push_back(r.reference_ahi);
+      }
+    };
+    if (!GetParam()) {
+      add(predict_records(ens, train));
+    } else {
+      const auto folds = data::kfold_by_record(data::record_keys(train), {.k = 3, .seed = c.apnea.train.seed, .stratify = true});
+      for (int j = 0; j < 3; ++j) {
+        Models mj;
+        mj.config = ens.config;
+        mj.apnea.members.push_back(std::move(ens.apnea.members[static_cast<size_t>(j)]));
+        std::vector<data::Record> held;
+        for (int i : folds[static_cast<size_t>(j)].test) held.push_back(train[static_cast<size_t>(i)]);
+        add(predict_records(mj, held));
+      }
+    }
+    ASSERT_EQ(raw.size(), train.size());
+    const auto [lo, hi] = std::minmax_element(raw.begin(), raw.end());
+    // The toy networks of the Seeds run predict no apnea minute on their own training records, and
+    // the code then keeps the identity (raw AHIs spanning less than 0.5/h); the cross-fitted ones,
+    // each on the records it never saw, do predict some: a line is fitted, and it must be this one.
+    if (!GetParam() && *hi - *lo < 0.5) {
+      EXPECT_EQ(m.calibration_in_bed.slope, 1.0);
+      EXPECT_EQ(m.calibration_in_bed.intercept, 0.0);
+    }
+    if (GetParam()) ASSERT_GE(*hi - *lo, 0.5) << "the cross-fitted toy ensemble no longer fits a line: the check below would not run";
+    const LinearFit hand = *hi - *lo < 0.5 ? LinearFit{} : fit_linear(raw, ref);
+    EXPECT_NEAR(m.calibration_in_bed.slope, hand.slope, 1e-9 * std::max(1.0, std::abs(hand.slope)));
+    EXPECT_NEAR(m.calibration_in_bed.intercept, hand.intercept, 1e-9 * std::max(1.0, std::abs(hand.intercept)));
+  }
+
   // calibration.json and run.json must agree on the number of networks.
   nlohmann::json cal = nlohmann::json::parse(std::ifstream(run / "calibration.json"));
   cal["apnea_members"] = 2;
