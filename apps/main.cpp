@@ -50,6 +50,7 @@ struct ConfigFlags {
   int patience = -1;
   bool log_frequency = false;
   bool no_level_channel = false;
+  bool no_hmm = false;
   double f_max = -1;
   double min_coverage = -1, weight_decay = -1, dropout = -1, mixup = -1;
   int time_shift = -1;
@@ -85,6 +86,9 @@ struct ConfigFlags {
     app->add_option("--f-max", f_max, "highest frequency of the images (Hz)");
     app->add_option("--smooth", c.smooth_windows, "average p(apnea) over +-N neighbouring minutes (0: off)")
         ->capture_default_str();
+    app->add_flag("--no-hmm", no_hmm,
+                  "p(apnea): only the +-N average, not also averaged with the posterior of the two-state hidden Markov "
+                  "model of the night fitted on the training labels");
     app->add_option("--smooth-sleep", c.smooth_sleep_epochs,
                     "average p(sleep) over +-N neighbouring 30-s epochs (0: off)")
         ->capture_default_str();
@@ -108,6 +112,7 @@ struct ConfigFlags {
   RunConfig resolve() {
     if (no_sleep) c.sleep_dir.clear();
     if (no_cache) c.cache_dir.clear();
+    if (no_hmm) c.hmm = false;
     for (ModelConfig* m : {&c.apnea, &c.sleep}) {
       if (image_size > 0) m->data.spectrogram.height = m->data.spectrogram.width = image_size;
       if (batch > 0) m->train.batch_size = batch;

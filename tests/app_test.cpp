@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -281,6 +282,12 @@ TEST(Pipeline, LearnsTheToyProblemAndPredictWritesTheCsvFiles) {
   EXPECT_THROW(prepare_run_dir(run.string(), c, true, false), Error);
 
   Models loaded = load_models(run.string());
+  // The apnea chain (RunConfig::hmm, on by default) is fitted on the training labels and saved.
+  ASSERT_TRUE(c.hmm);
+  ASSERT_TRUE(m.apnea_chain.fitted());
+  EXPECT_EQ(loaded.apnea_chain.prior, m.apnea_chain.prior);
+  EXPECT_EQ(loaded.apnea_chain.stay0, m.apnea_chain.stay0);
+  EXPECT_EQ(loaded.apnea_chain.stay1, m.apnea_chain.stay1);
   Prediction p = predict_records(loaded, test);
   ASSERT_EQ(p.records.size(), 2u);
   // The toy problem is separable: held-out minutes are classified well.
@@ -296,6 +303,36 @@ TEST(Pipeline, LearnsTheToyProblemAndPredictWritesTheCsvFiles) {
   std::string recs = predictions_records_csv(p.records);
   EXPECT_EQ(recs.substr(0, recs.find('\n')), "record,hours,apnea_windows,estimated_ahi,severity");
   EXPECT_EQ(std::count(windows.begin(), windows.end(), '\n'), static_cast<long>(p.windows.size()) + 1);
+
+  // p_apnea = the mean of the +-2 average and the chain's posterior, both from the networks' own
+  // probabilities (those of the run without any post-processing).
+  Models bare = load_models(run.string());
+  bare.config.smooth_windows = 0;
+  bare.config.hmm = false;
+  const Prediction raw = predict_records(bare, test);
+  ASSERT_EQ(raw.windows.size(), p.windows.size());
+  for (size_t a = 0, b = 0; a < raw.windows.size(); a = b) {
+    for (b = a; b < raw.windows.size() && raw.windows[b].record == raw.windows[a].record;) ++b;
+    std::vector<double> q, start, dur;
+    for (size_t i = a; i < b; ++i) {
+      q.push_back(raw.windows[i].p_apnea);
+      start.push_back(raw.windows[i].start_s);
+      dur.push_back(raw.windows[i].duration_s);
+    }
+    const std::vector<double> box = smooth_in_time(q, start, dur, 2), post = chain_posterior(q, start, dur, m.apnea_chain);
+    for (size_t i = a; i < b; ++i) EXPECT_NEAR(p.windows[i].p_apnea, 0.5 * (box[i - a] + post[i - a]), 1e-12) << i;
+  }
+
+  // A run trained with the chain cannot be read without it.
+  nlohmann::json cal = nlohmann::json::parse(std::ifstream(run / "calibration.json"));
+  cal.erase("apnea_chain");
+  std::ofstream(run / "calibration.json") << cal.dump();
+  try {
+    load_models(run.string());
+    FAIL() << "a calibration.json without the apnea chain must be refused when run.json has hmm = true";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("apnea_chain"), std::string::npos) << e.what();
+  }
   fs::remove_all(run);
 }
 
@@ -340,8 +377,10 @@ TEST_P(PipelineEnsemble, MembersAreSavedLoadedAndAveraged) {
   Models one;
   one.config = c;
   one.config.smooth_windows = 0;
+  one.config.hmm = false;
   Models all = load_models(run.string());
   all.config.smooth_windows = 0;
+  all.config.hmm = false;
   Prediction whole = predict_records(all, test);
   std::vector<double> mean(whole.windows.size(), 0.0);
   for (int j = 0; j < 3; ++j) {
@@ -374,6 +413,7 @@ TEST_P(PipelineEnsemble, MembersAreSavedLoadedAndAveraged) {
       for (int j = 0; j < 3; ++j) {
         Models mj;
         mj.config = ens.config;
+        mj.apnea_chain = ens.apnea_chain;
         mj.apnea.members.push_back(std::move(ens.apnea.members[static_cast<size_t>(j)]));
         std::vector<data::Record> held;
         for (int i : folds[static_cast<size_t>(j)].test) held.push_back(train[static_cast<size_t>(i)]);
@@ -389,7 +429,9 @@ TEST_P(PipelineEnsemble, MembersAreSavedLoadedAndAveraged) {
       EXPECT_EQ(m.calibration_in_bed.slope, 1.0);
       EXPECT_EQ(m.calibration_in_bed.intercept, 0.0);
     }
-    if (GetParam()) ASSERT_GE(*hi - *lo, 0.5) << "the cross-fitted toy ensemble no longer fits a line: the check below would not run";
+    if (GetParam()) {
+      ASSERT_GE(*hi - *lo, 0.5) << "the cross-fitted toy ensemble no longer fits a line: the check below would not run";
+    }
     const LinearFit hand = *hi - *lo < 0.5 ? LinearFit{} : fit_linear(raw, ref);
     EXPECT_NEAR(m.calibration_in_bed.slope, hand.slope, 1e-9 * std::max(1.0, std::abs(hand.slope)));
     EXPECT_NEAR(m.calibration_in_bed.intercept, hand.intercept, 1e-9 * std::max(1.0, std::abs(hand.intercept)));
@@ -435,8 +477,11 @@ TEST(Pipeline, RunConfigReadsRunsMadeBeforeEnsembles) {
   c.members = 4;
   nlohmann::json j = c.to_json();
   EXPECT_EQ(RunConfig::from_json(j, "test").members, 4);
+  EXPECT_TRUE(RunConfig::from_json(j, "test").hmm);
   j.erase("members");
   j.erase("cross_fit");
+  j.erase("hmm");  // runs made before the apnea chain: off
+  EXPECT_FALSE(RunConfig::from_json(j, "test").hmm);
   EXPECT_EQ(RunConfig::from_json(j, "test").members, 1);
   EXPECT_FALSE(RunConfig::from_json(j, "test").cross_fit);
   j["members"] = 0;
@@ -475,6 +520,77 @@ TEST(Pipeline, RunConfigKeepsTheSmoothingAndReadsOlderRuns) {
   EXPECT_EQ(RunConfig::from_json(j, "run.json").smooth_sleep_epochs, 0);
   j.erase("smooth_windows");  // a key that was always written is required
   EXPECT_THROW(RunConfig::from_json(j, "run.json"), Error);
+}
+
+TEST(Pipeline, FitChainCountsLabelsAndDirectSuccessorsOnly) {
+  // record 0: 0 0 1 1 1 0 (one minute each, back to back); record 1: 1, a gap, 1 -1 0
+  const std::vector<std::vector<int>> y = {{0, 0, 1, 1, 1, 0}, {1, 1, -1, 0}};
+  const std::vector<std::vector<double>> start = {{0, 60, 120, 180, 240, 300}, {0, 600, 660, 720}};
+  const std::vector<std::vector<double>> dur = {std::vector<double>(6, 60.0), std::vector<double>(4, 60.0)};
+  const TwoStateChain c = fit_chain(y, start, dur);
+  ASSERT_TRUE(c.fitted());
+  EXPECT_DOUBLE_EQ(c.prior, 5.0 / 9);  // 5 of the 9 labelled windows (the -1 is skipped)
+  // pairs (plus one each): 0->0 once, 0->1 once; 1->1 twice, 1->0 once (record 1: the gap and the
+  // unlabelled window break both of its pairs)
+  EXPECT_DOUBLE_EQ(c.stay0, 2.0 / 4);
+  EXPECT_DOUBLE_EQ(c.stay1, 3.0 / 5);
+  EXPECT_FALSE(fit_chain({{-1}}, {{0}}, {{60}}).fitted());
+  EXPECT_THROW(fit_chain(y, start, {dur[0]}), Error);
+}
+
+// The forward-backward posterior against every state path enumerated (n = 7 windows: 128 paths),
+// with a gap of three window lengths in the middle (the 3-step transition T^3).
+TEST(Pipeline, ChainPosteriorIsTheExactPosterior) {
+  const TwoStateChain c{0.3, 0.9, 0.8};
+  const std::vector<double> p = {0.1, 0.7, 0.4, 0.95, 0.2, 0.6, 0.5};
+  const std::vector<double> start = {0, 60, 120, 180, 360, 420, 480};  // 180 -> 360: k = 3
+  const std::vector<double> dur(p.size(), 60.0);
+  const double T[2][2] = {{c.stay0, 1 - c.stay0}, {1 - c.stay1, c.stay1}};
+  auto step = [&](int k, int from, int to) {  // T^k by repeated products
+    double m[2][2] = {{1, 0}, {0, 1}};
+    for (int s = 0; s < k; ++s) {
+      double n[2][2];
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) n[i][j] = m[i][0] * T[0][j] + m[i][1] * T[1][j];
+      std::memcpy(m, n, sizeof m);
+    }
+    return m[from][to];
+  };
+  const int n = static_cast<int>(p.size());
+  std::vector<double> want(p.size(), 0.0);
+  double total = 0;
+  for (int path = 0; path < (1 << n); ++path) {
+    double w = 1;
+    for (int j = 0; j < n; ++j) {
+      const int s = (path >> j) & 1;
+      w *= s ? p[j] / c.prior : (1 - p[j]) / (1 - c.prior);
+      w *= j == 0 ? (s ? c.prior : 1 - c.prior) : step(j == 4 ? 3 : 1, (path >> (j - 1)) & 1, s);
+    }
+    total += w;
+    for (int j = 0; j < n; ++j)
+      if ((path >> j) & 1) want[j] += w;
+  }
+  const std::vector<double> got = chain_posterior(p, start, dur, c);
+  ASSERT_EQ(got.size(), p.size());
+  for (size_t j = 0; j < p.size(); ++j) EXPECT_NEAR(got[j], want[j] / total, 1e-12) << j;
+  // Runs pull a window towards its neighbours: 0.4 between 0.7 and 0.95 becomes apnea.
+  EXPECT_GT(got[2], 0.5);
+
+  // A chain that forgets at once (stay0 + stay1 = 1, prior = its stationary share) gives p back.
+  const std::vector<double> same = chain_posterior(p, start, dur, TwoStateChain{0.3, 0.7, 0.3});
+  for (size_t j = 0; j < p.size(); ++j) EXPECT_NEAR(same[j], p[j], 1e-12) << j;
+  // Across a very long gap the two parts do not talk.
+  std::vector<double> far = start;
+  for (size_t j = 4; j < far.size(); ++j) far[j] += 1e6;
+  const std::vector<double> joined = chain_posterior(p, far, dur, c);
+  const std::vector<double> first = chain_posterior({p.begin(), p.begin() + 4}, {start.begin(), start.begin() + 4},
+                                                    {dur.begin(), dur.begin() + 4}, c);
+  for (size_t j = 0; j < 4; ++j) EXPECT_NEAR(joined[j], first[j], 1e-12) << j;
+
+  EXPECT_TRUE(chain_posterior({}, {}, {}, c).empty());
+  EXPECT_THROW(chain_posterior(p, start, {60.0}, c), Error);
+  EXPECT_THROW(chain_posterior(p, start, dur, TwoStateChain{}), Error);  // not fitted
+  EXPECT_THROW(chain_posterior(p, start, dur, TwoStateChain{0.3, 1.0, 0.8}), Error);
 }
 
 TEST(Pipeline, SmoothInTimeAveragesNeighboursWithinReachOnly) {

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -133,6 +134,7 @@ json RunConfig::to_json() const {
               {"validation_fraction", validation_fraction},
               {"smooth_windows", smooth_windows},
               {"smooth_sleep_epochs", smooth_sleep_epochs},
+              {"hmm", hmm},
               {"members", members},
               {"cross_fit", cross_fit},
               {"threads", threads}};
@@ -150,6 +152,7 @@ RunConfig RunConfig::from_json(const json& j, const std::string& source) {
     c.validation_fraction = j.at("validation_fraction");
     c.smooth_windows = j.at("smooth_windows");
     c.smooth_sleep_epochs = j.value("smooth_sleep_epochs", 0);  // runs made before it existed: off
+    c.hmm = j.value("hmm", false);  // runs made before it existed: off
     c.members = j.value("members", 1);  // runs made before ensembles: one network per model
     if (c.members < 1 || c.members > 50)
       throw Error(fmt::format("{}: run configuration: members = {} is not in 1..50", source, c.members));
@@ -180,14 +183,18 @@ RunConfig RunConfig::defaults() {
   a.normalization = data::SpecNormalization::None;
   c.apnea.data.record_normalization = data::RecordNormalization::ZScore;
   c.apnea.data.target = data::Target::Apnea;
-  c.apnea.train.epochs = 3;
+  c.apnea.train.epochs = 5;
   c.apnea.train.patience = 2;
+  // Training images moved by up to +-2 columns (+-26 s) along time: with it, 5 epochs beat 3 (without
+  // it they do not); README, two-stage design table.
+  c.apnea.train.time_shift = 2;
   // Sleep model: a 30-s epoch with 2.5 minutes of context on each side, same image design.
   c.sleep.data = c.apnea.data;
   c.sleep.data.spectrogram.context_s = 150;
   c.sleep.data.target = data::Target::Sleep;
   c.sleep.train = c.apnea.train;
   c.sleep.train.epochs = 4;  // 2 -> 4: 5-fold CV sleep/wake accuracy 0.711 -> 0.724, kappa 0.21 -> 0.31
+  c.sleep.train.time_shift = 0;
   // One network per model: three (--members 3) raised the 5-fold CV minute ROC-AUC 0.935 -> 0.939
   // (mean of two seeds) and the sleep AUC 0.764 -> 0.779 but lowered the AHI correlation 0.900 ->
   // 0.894, at three times the training time (README, design tables).
@@ -232,6 +239,88 @@ std::vector<double> smooth_in_time(const std::vector<double>& p, const std::vect
       ++n;
     }
     out[j] = sum / n;
+  }
+  return out;
+}
+
+TwoStateChain fit_chain(const std::vector<std::vector<int>>& labels, const std::vector<std::vector<double>>& start_s,
+                        const std::vector<std::vector<double>>& duration_s) {
+  if (start_s.size() != labels.size() || duration_s.size() != labels.size())
+    throw Error(fmt::format("fit_chain: {} label vectors, {} start vectors, {} duration vectors; expected as many of each",
+                            labels.size(), start_s.size(), duration_s.size()));
+  double n[2] = {0, 0}, pairs[2][2] = {{1, 1}, {1, 1}};  // counts; pairs start at one each
+  for (size_t r = 0; r < labels.size(); ++r) {
+    const auto& y = labels[r];
+    if (start_s[r].size() != y.size() || duration_s[r].size() != y.size())
+      throw Error(fmt::format("fit_chain: record {}: {} labels, {} starts, {} durations; expected as many of each", r,
+                              y.size(), start_s[r].size(), duration_s[r].size()));
+    for (size_t j = 0; j < y.size(); ++j) {
+      if (y[j] != 0 && y[j] != 1) continue;
+      ++n[y[j]];
+      const bool next = j + 1 < y.size() && (y[j + 1] == 0 || y[j + 1] == 1) &&
+                        std::fabs(start_s[r][j + 1] - (start_s[r][j] + duration_s[r][j])) < 1e-6 * std::max(1.0, duration_s[r][j]);
+      if (next) ++pairs[y[j]][y[j + 1]];
+    }
+  }
+  TwoStateChain c;
+  if (n[0] + n[1] == 0) return c;  // nothing labelled: not fitted
+  c.prior = n[1] / (n[0] + n[1]);
+  c.stay0 = pairs[0][0] / (pairs[0][0] + pairs[0][1]);
+  c.stay1 = pairs[1][1] / (pairs[1][0] + pairs[1][1]);
+  return c;
+}
+
+std::vector<double> chain_posterior(const std::vector<double>& p, const std::vector<double>& start_s,
+                                    const std::vector<double>& duration_s, const TwoStateChain& chain) {
+  if (start_s.size() != p.size() || duration_s.size() != p.size())
+    throw Error(fmt::format("chain_posterior: {} probabilities, {} start times, {} durations; expected as many of each",
+                            p.size(), start_s.size(), duration_s.size()));
+  if (!chain.fitted() || chain.prior <= 0 || chain.prior >= 1 || !(chain.stay0 > 0 && chain.stay0 < 1) ||
+      !(chain.stay1 > 0 && chain.stay1 < 1))
+    throw Error(fmt::format("chain_posterior: chain prior {}, stay {} / {}; expected a fitted chain with all three in (0, 1)",
+                            chain.prior, chain.stay0, chain.stay1));
+  const size_t n = p.size();
+  if (n == 0) return {};
+  // Stationary distribution s and the second eigenvalue lam of T = [[stay0, 1 - stay0], [1 - stay1, stay1]]:
+  // T^k = S + lam^k (I - S) with every row of S equal to s.
+  const double lam = chain.stay0 + chain.stay1 - 1.0;
+  const double s1 = (1.0 - chain.stay0) / (2.0 - chain.stay0 - chain.stay1), s0 = 1.0 - s1;
+  auto step = [&](size_t j) {  // windows between j-1 and j, in window lengths (at least 1)
+    const double k = std::round((start_s[j] - start_s[j - 1]) / std::max(duration_s[j - 1], 1e-9));
+    return std::max(1.0, k);
+  };
+  // T^k[from][to]
+  auto trans = [&](double k, int from, int to) {
+    const double lk = std::pow(lam, k), s = to == 1 ? s1 : s0;
+    return s + lk * ((from == to ? 1.0 : 0.0) - s);
+  };
+  std::vector<std::array<double, 2>> e(n), a(n), b(n);
+  for (size_t j = 0; j < n; ++j) {
+    const double q = std::clamp(p[j], 1e-6, 1.0 - 1e-6);
+    e[j] = {(1.0 - q) / (1.0 - chain.prior), q / chain.prior};
+  }
+  auto normalise = [](std::array<double, 2>& v) {
+    const double t = v[0] + v[1];
+    v[0] /= t, v[1] /= t;
+  };
+  a[0] = {(1.0 - chain.prior) * e[0][0], chain.prior * e[0][1]};
+  normalise(a[0]);
+  for (size_t j = 1; j < n; ++j) {
+    const double k = step(j);
+    for (int t = 0; t < 2; ++t) a[j][t] = (a[j - 1][0] * trans(k, 0, t) + a[j - 1][1] * trans(k, 1, t)) * e[j][t];
+    normalise(a[j]);
+  }
+  b[n - 1] = {1.0, 1.0};
+  for (size_t j = n - 1; j-- > 0;) {
+    const double k = step(j + 1);
+    for (int f = 0; f < 2; ++f)
+      b[j][f] = trans(k, f, 0) * e[j + 1][0] * b[j + 1][0] + trans(k, f, 1) * e[j + 1][1] * b[j + 1][1];
+    normalise(b[j]);
+  }
+  std::vector<double> out(n);
+  for (size_t j = 0; j < n; ++j) {
+    const double g0 = a[j][0] * b[j][0], g1 = a[j][1] * b[j][1];
+    out[j] = g1 / (g0 + g1);
   }
   return out;
 }
@@ -340,17 +429,44 @@ struct RecordProbs {
   std::vector<double> p;
 };
 
-// smooth_in_time (pipeline.h) over the windows of each record.
-void smooth_in_time(std::vector<RecordProbs>& records, const data::Dataset& ds, int k) {
-  if (k <= 0) return;
-  for (RecordProbs& rp : records) {
-    std::vector<double> start(rp.samples.size()), duration(rp.samples.size());
-    for (size_t j = 0; j < rp.samples.size(); ++j) {
-      start[j] = ds.sample(rp.samples[j]).start_s;
-      duration[j] = ds.sample(rp.samples[j]).duration_s;
-    }
-    rp.p = screening::smooth_in_time(rp.p, start, duration, k);
+// Start times and durations of samples, in their order.
+void sample_times(const data::Dataset& ds, const std::vector<int64_t>& samples, std::vector<double>& start,
+                  std::vector<double>& duration) {
+  start.resize(samples.size());
+  duration.resize(samples.size());
+  for (size_t j = 0; j < samples.size(); ++j) {
+    start[j] = ds.sample(samples[j]).start_s;
+    duration[j] = ds.sample(samples[j]).duration_s;
   }
+}
+
+// smooth_in_time (pipeline.h) over the windows of each record; with a chain, each window's value
+// is then averaged with the chain's posterior (computed from the unsmoothed p): RunConfig::hmm.
+void smooth_in_time(std::vector<RecordProbs>& records, const data::Dataset& ds, int k,
+                    const TwoStateChain* chain = nullptr) {
+  if (k <= 0 && !chain) return;
+  std::vector<double> start, duration;
+  for (RecordProbs& rp : records) {
+    sample_times(ds, rp.samples, start, duration);
+    std::vector<double> box = screening::smooth_in_time(rp.p, start, duration, k);
+    if (chain) {
+      const std::vector<double> post = chain_posterior(rp.p, start, duration, *chain);
+      for (size_t j = 0; j < box.size(); ++j) box[j] = 0.5 * (box[j] + post[j]);
+    }
+    rp.p = std::move(box);
+  }
+}
+
+// The chain of the training records' apnea labels (RunConfig::hmm).
+TwoStateChain fit_apnea_chain(const data::Dataset& ds) {
+  std::vector<std::vector<int>> labels(ds.records().size());
+  std::vector<std::vector<double>> start(labels.size()), duration(labels.size());
+  for (size_t r = 0; r < labels.size(); ++r) {
+    const std::vector<int64_t> samples = ds.samples_of({static_cast<int>(r)});
+    sample_times(ds, samples, start[r], duration[r]);
+    for (int64_t i : samples) labels[r].push_back(ds.sample(i).label > 0.5f ? 1 : ds.sample(i).label < -0.5f ? -1 : 0);
+  }
+  return fit_chain(labels, start, duration);
 }
 
 // The networks' mean probability of every sample, per record.
@@ -394,6 +510,7 @@ struct Predictor {
   const RunConfig& config;
   std::vector<nn::MobileNetV2*> apnea, sleep;  // sleep may be empty
   LinearFit calibration, calibration_in_bed;
+  TwoStateChain apnea_chain;  // used when config.hmm
 };
 
 Prediction predict_with(const Predictor& models, const std::vector<data::Record>& records) {
@@ -405,7 +522,7 @@ Prediction predict_with(const Predictor& models, const std::vector<data::Record>
   ao.min_coverage = 0.0;
   data::Dataset ads = data::build_dataset(records, ao);
   std::vector<RecordProbs> ap = per_record(models.apnea, ads);
-  smooth_in_time(ap, ads, c.smooth_windows);
+  smooth_in_time(ap, ads, c.smooth_windows, c.hmm ? &models.apnea_chain : nullptr);
 
   // Sleep probability of each 30-s epoch, looked up by (record, epoch start).
   std::vector<std::map<int64_t, double>> sleep_p(records.size());
@@ -494,7 +611,7 @@ Prediction predict_with(const Predictor& models, const std::vector<data::Record>
 
 Prediction predict_records(Models& models, const std::vector<data::Record>& records) {
   return predict_with({models.config, nets_of(models.apnea), nets_of(models.sleep), models.calibration,
-                       models.calibration_in_bed},
+                       models.calibration_in_bed, models.apnea_chain},
                       records);
 }
 
@@ -525,6 +642,13 @@ Models train_models(const RunConfig& c, const std::vector<data::Record>& apnea_r
     data::Dataset ds = data::build_dataset(apnea_records, dataset_options(c.apnea, c.cache_dir, data::Target::Apnea, false));
     if (c.progress) fmt::print(stderr, "apnea dataset: {}\n", ds.stats().to_string());
     for (const auto& r : ds.records()) apnea_ids.push_back(r.id);
+    if (c.hmm) {
+      m.apnea_chain = fit_apnea_chain(ds);
+      if (!m.apnea_chain.fitted()) throw Error("apnea model: no labelled training window to fit the apnea chain (--no-hmm)");
+      if (c.progress)
+        fmt::print(stderr, "apnea chain: prior {:.3f}, P(stay normal) {:.3f}, P(stay apnea) {:.3f}\n", m.apnea_chain.prior,
+                   m.apnea_chain.stay0, m.apnea_chain.stay1);
+    }
     m.apnea = train_ensemble(c.apnea, ds, c, (fs::path(work_dir) / "apnea").string(), "apnea", resume, logs, &held_out);
   }
   if (!sleep_records.empty()) {
@@ -547,7 +671,7 @@ Models train_models(const RunConfig& c, const std::vector<data::Record>& apnea_r
       for (const auto& r : apnea_records)
         if (ids.count(r.id)) part.push_back(r);
       if (part.empty()) continue;
-      Prediction q = predict_with({c, {m.apnea.members[j].get()}, nets_of(m.sleep), {}, {}}, part);
+      Prediction q = predict_with({c, {m.apnea.members[j].get()}, nets_of(m.sleep), {}, {}, m.apnea_chain}, part);
       p.records.insert(p.records.end(), q.records.begin(), q.records.end());
     }
   }
@@ -626,6 +750,10 @@ void write_calibration(const Models& m, const std::string& run_dir) {
   json cal{{"with_sleep_model", {{"slope", m.calibration.slope}, {"intercept", m.calibration.intercept}}},
            {"in_bed", {{"slope", m.calibration_in_bed.slope}, {"intercept", m.calibration_in_bed.intercept}}},
            {"sleep_model", static_cast<bool>(m.sleep)},
+           {"apnea_chain", m.apnea_chain.fitted() ? json{{"prior", m.apnea_chain.prior},
+                                                         {"stay_normal", m.apnea_chain.stay0},
+                                                         {"stay_apnea", m.apnea_chain.stay1}}
+                                                  : json(nullptr)},
            {"apnea_members", m.apnea.size()},
            {"sleep_members", m.sleep.size()}};
   write_file_atomic(dir / "calibration.json", cal.dump(2) + "\n");
@@ -654,6 +782,18 @@ Models load_models(const std::string& run_dir) {
   try {
     m.calibration = {cal.at("with_sleep_model").at("slope"), cal.at("with_sleep_model").at("intercept")};
     m.calibration_in_bed = {cal.at("in_bed").at("slope"), cal.at("in_bed").at("intercept")};
+    if (m.config.hmm) {
+      if (!cal.contains("apnea_chain") || cal.at("apnea_chain").is_null())
+        throw Error(fmt::format("{}: 'apnea_chain' missing, but run.json's configuration has hmm = true",
+                                (dir / "calibration.json").string()));
+      const json& ch = cal.at("apnea_chain");
+      m.apnea_chain = {ch.at("prior").get<double>(), ch.at("stay_normal").get<double>(), ch.at("stay_apnea").get<double>()};
+      auto inside = [](double v) { return v > 0 && v < 1; };
+      if (!inside(m.apnea_chain.prior) || !inside(m.apnea_chain.stay0) || !inside(m.apnea_chain.stay1))
+        throw Error(fmt::format("{}: 'apnea_chain': prior {}, stay_normal {}, stay_apnea {}; expected each in (0, 1)",
+                                (dir / "calibration.json").string(), m.apnea_chain.prior, m.apnea_chain.stay0,
+                                m.apnea_chain.stay1));
+    }
   } catch (const json::exception& e) {
     throw Error(fmt::format("{}: {}", (dir / "calibration.json").string(), e.what()));
   }

@@ -5,7 +5,8 @@
 //   sleep model   one image per 30-s epoch (slpdb)        -> p(asleep)
 // AHI of a night:
 //   p_apnea         the model's probability, averaged over the neighbouring minutes of the
-//                   night (RunConfig::smooth_windows)
+//                   night (RunConfig::smooth_windows), and averaged with the posterior of a
+//                   two-state hidden Markov model of the night (RunConfig::hmm, TwoStateChain)
 //   apnea minutes   minutes with p_apnea >= 0.5
 //   hours           sleep hours: 30-s epochs with p_sleep >= 0.5, p_sleep averaged over the
 //                   neighbouring epochs (RunConfig::smooth_sleep_epochs) (without a sleep model: the
@@ -18,7 +19,7 @@
 // A run directory holds everything `train` made:
 //   run.json              format version, configuration, records used, status
 //   apnea/, sleep/        per model: checkpoint.safetensors, best.safetensors, log.csv
-//   calibration.json      the AHI lines (with and without the sleep model)
+//   calibration.json      the AHI lines (with and without the sleep model), the apnea chain
 // `predict` and `evaluate` need only run.json, the two best.safetensors and calibration.json.
 #pragma once
 
@@ -67,6 +68,10 @@ struct RunConfig {
   // README's sleep table measured the choice). It applies to the sleep metrics and to the sleep
   // hours of the AHI alike. 0 = off.
   int smooth_sleep_epochs = 8;
+  // Post-processing of p_apnea by a two-state hidden Markov model of the night (TwoStateChain,
+  // fitted on the training records' labels): the final p_apnea is the mean of the +-smooth_windows
+  // average above and the chain's posterior. Off in runs made before it existed.
+  bool hmm = true;
   int threads = 0;                    // 0 = OpenMP's default
   std::string cache_dir;              // "" = no image cache
   bool progress = true;
@@ -90,6 +95,34 @@ void set_threads(int threads);
 std::vector<double> smooth_in_time(const std::vector<double>& p, const std::vector<double>& start_s,
                                    const std::vector<double>& duration_s, int k);
 
+// A two-state Markov chain over a night's consecutive windows (state 1 = apnea): apnea minutes come
+// in runs (in the Apnea-ECG training labels an apnea minute is followed by another 95-97 times in
+// 100, a normal minute by a normal one 97-98 times), which a per-window classifier does not know.
+// Fitted on labels, never on predictions.
+struct TwoStateChain {
+  double prior = -1;   // share of state-1 windows; < 0: not fitted
+  double stay0 = 0.5;  // P(next window in state 0 | this one in state 0)
+  double stay1 = 0.5;  // P(next window in state 1 | this one in state 1)
+  bool fitted() const { return prior >= 0; }
+};
+
+// Fits the chain on labelled windows, one vector per record in time order: the prior from every
+// label, the two stay probabilities from pairs of windows that follow each other directly (the
+// next starts where this one ends), each count plus one (so a state never seen to persist or end
+// still gets a probability strictly inside (0, 1)). Labels other than 0 and 1 are skipped and
+// break the chain.
+TwoStateChain fit_chain(const std::vector<std::vector<int>>& labels, const std::vector<std::vector<double>>& start_s,
+                        const std::vector<std::vector<double>>& duration_s);
+
+// Forward-backward posterior P(state 1 | every window's p) for one night's windows in time order.
+// p[j] is the classifier's probability of state 1 for window j alone, read as a posterior under
+// the chain's prior (the training share), so window j's likelihoods are p/prior and
+// (1 - p)/(1 - prior). A gap of k window lengths between two windows uses the k-step transition
+// T^k = S + (stay0 + stay1 - 1)^k (I - S) (S: the stationary distribution in every row), so the
+// chain forgets across long gaps. p outside [1e-6, 1 - 1e-6] is clamped there.
+std::vector<double> chain_posterior(const std::vector<double>& p, const std::vector<double>& start_s,
+                                    const std::vector<double>& duration_s, const TwoStateChain& chain);
+
 // Loads the records of a database directory (all, or the listed ids); skipped records are reported
 // on stderr once each. Throws when nothing usable is left.
 std::vector<data::Record> load_records(const std::string& dir, const std::vector<std::string>& ids, bool progress);
@@ -107,6 +140,7 @@ struct Models {
   Ensemble apnea, sleep;  // sleep may be empty
   LinearFit calibration;        // raw AHI (per predicted sleep hour) -> AHI
   LinearFit calibration_in_bed; // raw AHI (per hour of scored windows) -> AHI
+  TwoStateChain apnea_chain;    // fitted on the training records' minute labels (RunConfig::hmm)
 };
 
 // Trains both models on the given records and fits the AHI calibration on them. `work_dir`
