@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -88,6 +89,21 @@ fs::path temp_dir(const std::string& name) {
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
+}
+
+// Edits a finished run's calibration.json, then expects load_models to refuse the run with an
+// error that names `key`.
+void expect_refused_after_editing_calibration(const fs::path& run, const std::function<void(nlohmann::json&)>& edit,
+                                              const std::string& key) {
+  nlohmann::json cal = nlohmann::json::parse(std::ifstream(run / "calibration.json"));
+  edit(cal);
+  std::ofstream(run / "calibration.json") << cal.dump();
+  try {
+    load_models(run.string());
+    ADD_FAILURE() << "calibration.json edited (" << key << "): the run must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
@@ -324,15 +340,7 @@ TEST(Pipeline, LearnsTheToyProblemAndPredictWritesTheCsvFiles) {
   }
 
   // A run trained with the chain cannot be read without it.
-  nlohmann::json cal = nlohmann::json::parse(std::ifstream(run / "calibration.json"));
-  cal.erase("apnea_chain");
-  std::ofstream(run / "calibration.json") << cal.dump();
-  try {
-    load_models(run.string());
-    FAIL() << "a calibration.json without the apnea chain must be refused when run.json has hmm = true";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("apnea_chain"), std::string::npos) << e.what();
-  }
+  expect_refused_after_editing_calibration(run, [](nlohmann::json& cal) { cal.erase("apnea_chain"); }, "apnea_chain");
   fs::remove_all(run);
 }
 
@@ -438,15 +446,7 @@ TEST_P(PipelineEnsemble, MembersAreSavedLoadedAndAveraged) {
   }
 
   // calibration.json and run.json must agree on the number of networks.
-  nlohmann::json cal = nlohmann::json::parse(std::ifstream(run / "calibration.json"));
-  cal["apnea_members"] = 2;
-  std::ofstream(run / "calibration.json") << cal.dump();
-  try {
-    load_models(run.string());
-    FAIL() << "a member count that disagrees with run.json must be refused";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("apnea_members"), std::string::npos) << e.what();
-  }
+  expect_refused_after_editing_calibration(run, [](nlohmann::json& cal) { cal["apnea_members"] = 2; }, "apnea_members");
   fs::remove_all(run);
 }
 
