@@ -529,7 +529,13 @@ TEST(Pipeline, FitChainCountsLabelsAndDirectSuccessorsOnly) {
   const std::vector<std::vector<double>> dur = {std::vector<double>(6, 60.0), std::vector<double>(4, 60.0)};
   const TwoStateChain c = fit_chain(y, start, dur);
   ASSERT_TRUE(c.fitted());
-  EXPECT_DOUBLE_EQ(c.prior, 5.0 / 9);  // 5 of the 9 labelled windows (the -1 is skipped)
+  EXPECT_DOUBLE_EQ(c.prior, (5.0 + 1) / (9 + 2));  // 5 of the 9 labelled windows (the -1 is skipped), plus one each
+  // one class only: still a usable chain
+  const TwoStateChain normal = fit_chain({{0, 0, 0}}, {{0, 60, 120}}, {{60, 60, 60}});
+  EXPECT_DOUBLE_EQ(normal.prior, 1.0 / 5);
+  EXPECT_DOUBLE_EQ(normal.stay0, 3.0 / 4);
+  EXPECT_DOUBLE_EQ(normal.stay1, 1.0 / 2);
+  EXPECT_EQ(chain_posterior({0.2, 0.9}, {0, 60}, {60, 60}, normal).size(), 2u);
   // pairs (plus one each): 0->0 once, 0->1 once; 1->1 twice, 1->0 once (record 1: the gap and the
   // unlabelled window break both of its pairs)
   EXPECT_DOUBLE_EQ(c.stay0, 2.0 / 4);

@@ -249,6 +249,7 @@ TwoStateChain fit_chain(const std::vector<std::vector<int>>& labels, const std::
     throw Error(fmt::format("fit_chain: {} label vectors, {} start vectors, {} duration vectors; expected as many of each",
                             labels.size(), start_s.size(), duration_s.size()));
   double n[2] = {0, 0}, pairs[2][2] = {{1, 1}, {1, 1}};  // counts; pairs start at one each
+  bool any = false;
   for (size_t r = 0; r < labels.size(); ++r) {
     const auto& y = labels[r];
     if (start_s[r].size() != y.size() || duration_s[r].size() != y.size())
@@ -257,14 +258,15 @@ TwoStateChain fit_chain(const std::vector<std::vector<int>>& labels, const std::
     for (size_t j = 0; j < y.size(); ++j) {
       if (y[j] != 0 && y[j] != 1) continue;
       ++n[y[j]];
+      any = true;
       const bool next = j + 1 < y.size() && (y[j + 1] == 0 || y[j + 1] == 1) &&
                         std::fabs(start_s[r][j + 1] - (start_s[r][j] + duration_s[r][j])) < 1e-6 * std::max(1.0, duration_s[r][j]);
       if (next) ++pairs[y[j]][y[j + 1]];
     }
   }
   TwoStateChain c;
-  if (n[0] + n[1] == 0) return c;  // nothing labelled: not fitted
-  c.prior = n[1] / (n[0] + n[1]);
+  if (!any) return c;  // nothing labelled: not fitted
+  c.prior = (n[1] + 1) / (n[0] + n[1] + 2);
   c.stay0 = pairs[0][0] / (pairs[0][0] + pairs[0][1]);
   c.stay1 = pairs[1][1] / (pairs[1][0] + pairs[1][1]);
   return c;

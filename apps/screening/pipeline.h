@@ -108,9 +108,9 @@ struct TwoStateChain {
 
 // Fits the chain on labelled windows, one vector per record in time order: the prior from every
 // label, the two stay probabilities from pairs of windows that follow each other directly (the
-// next starts where this one ends), each count plus one (so a state never seen to persist or end
-// still gets a probability strictly inside (0, 1)). Labels other than 0 and 1 are skipped and
-// break the chain.
+// next starts where this one ends), each count plus one (so that training records of one class
+// only, or a state never seen to persist or end, still give probabilities strictly inside (0, 1)).
+// Labels other than 0 and 1 are skipped and break the chain; no label at all: not fitted.
 TwoStateChain fit_chain(const std::vector<std::vector<int>>& labels, const std::vector<std::vector<double>>& start_s,
                         const std::vector<std::vector<double>>& duration_s);
 
