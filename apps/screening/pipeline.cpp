@@ -195,9 +195,10 @@ RunConfig RunConfig::defaults() {
   c.sleep.train = c.apnea.train;
   c.sleep.train.epochs = 4;  // 2 -> 4: 5-fold CV sleep/wake accuracy 0.711 -> 0.724, kappa 0.21 -> 0.31
   c.sleep.train.time_shift = 0;
-  // One network per model: three (--members 3) raised the 5-fold CV minute ROC-AUC 0.935 -> 0.939
-  // (mean of two seeds) and the sleep AUC 0.764 -> 0.779 but lowered the AHI correlation 0.900 ->
-  // 0.894, at three times the training time (README, design tables).
+  // One network per model: three (--members 3) cost three times the training time for no gain. With
+  // the previous defaults: 5-fold CV minute ROC-AUC 0.935 -> 0.939 (mean of two seeds), AHI r 0.900
+  // -> 0.894; with these: minute accuracy 0.880 -> 0.878, ROC-AUC 0.940 -> 0.942, AHI r 0.903 ->
+  // 0.885 (README, design tables).
   if (const char* cache = std::getenv("SLEEPNET_CACHE")) {
     c.cache_dir = cache;
   } else if (const char* home = std::getenv("HOME")) {
@@ -287,15 +288,19 @@ std::vector<double> chain_posterior(const std::vector<double>& p, const std::vec
   // T^k = S + lam^k (I - S) with every row of S equal to s.
   const double lam = chain.stay0 + chain.stay1 - 1.0;
   const double s1 = (1.0 - chain.stay0) / (2.0 - chain.stay0 - chain.stay1), s0 = 1.0 - s1;
-  auto step = [&](size_t j) {  // windows between j-1 and j, in window lengths (at least 1)
-    const double k = std::round((start_s[j] - start_s[j - 1]) / std::max(duration_s[j - 1], 1e-9));
-    return std::max(1.0, k);
-  };
-  // T^k[from][to]
-  auto trans = [&](double k, int from, int to) {
-    const double lk = std::pow(lam, k), s = to == 1 ? s1 : s0;
-    return s + lk * ((from == to ? 1.0 : 0.0) - s);
-  };
+  // T[j] = T^k[from][to] for the step from window j-1 to window j, k = the windows between them in
+  // window lengths (at least 1); computed once, used by both passes.
+  using Matrix = std::array<std::array<double, 2>, 2>;
+  std::vector<Matrix> T(n);
+  for (size_t j = 1; j < n; ++j) {
+    const double k = std::max(1.0, std::round((start_s[j] - start_s[j - 1]) / std::max(duration_s[j - 1], 1e-9)));
+    const double lk = std::pow(lam, k);
+    for (int from = 0; from < 2; ++from)
+      for (int to = 0; to < 2; ++to) {
+        const double s = to == 1 ? s1 : s0;
+        T[j][from][to] = s + lk * ((from == to ? 1.0 : 0.0) - s);
+      }
+  }
   std::vector<std::array<double, 2>> e(n), a(n), b(n);
   for (size_t j = 0; j < n; ++j) {
     const double q = std::clamp(p[j], 1e-6, 1.0 - 1e-6);
@@ -308,15 +313,13 @@ std::vector<double> chain_posterior(const std::vector<double>& p, const std::vec
   a[0] = {(1.0 - chain.prior) * e[0][0], chain.prior * e[0][1]};
   normalise(a[0]);
   for (size_t j = 1; j < n; ++j) {
-    const double k = step(j);
-    for (int t = 0; t < 2; ++t) a[j][t] = (a[j - 1][0] * trans(k, 0, t) + a[j - 1][1] * trans(k, 1, t)) * e[j][t];
+    for (int t = 0; t < 2; ++t) a[j][t] = (a[j - 1][0] * T[j][0][t] + a[j - 1][1] * T[j][1][t]) * e[j][t];
     normalise(a[j]);
   }
   b[n - 1] = {1.0, 1.0};
   for (size_t j = n - 1; j-- > 0;) {
-    const double k = step(j + 1);
     for (int f = 0; f < 2; ++f)
-      b[j][f] = trans(k, f, 0) * e[j + 1][0] * b[j + 1][0] + trans(k, f, 1) * e[j + 1][1] * b[j + 1][1];
+      b[j][f] = T[j + 1][f][0] * e[j + 1][0] * b[j + 1][0] + T[j + 1][f][1] * e[j + 1][1] * b[j + 1][1];
     normalise(b[j]);
   }
   std::vector<double> out(n);
@@ -442,10 +445,11 @@ void sample_times(const data::Dataset& ds, const std::vector<int64_t>& samples, 
   }
 }
 
-// smooth_in_time (pipeline.h) over the windows of each record; with a chain, each window's value
-// is then averaged with the chain's posterior (computed from the unsmoothed p): RunConfig::hmm.
-void smooth_in_time(std::vector<RecordProbs>& records, const data::Dataset& ds, int k,
-                    const TwoStateChain* chain = nullptr) {
+// The post-processing of each record's probabilities: smooth_in_time (pipeline.h) over +-k
+// windows; with a chain (RunConfig::hmm), each window's value is then averaged with the chain's
+// posterior, computed from the unsmoothed p.
+void postprocess(std::vector<RecordProbs>& records, const data::Dataset& ds, int k,
+                 const TwoStateChain* chain = nullptr) {
   if (k <= 0 && !chain) return;
   std::vector<double> start, duration;
   for (RecordProbs& rp : records) {
@@ -524,7 +528,7 @@ Prediction predict_with(const Predictor& models, const std::vector<data::Record>
   ao.min_coverage = 0.0;
   data::Dataset ads = data::build_dataset(records, ao);
   std::vector<RecordProbs> ap = per_record(models.apnea, ads);
-  smooth_in_time(ap, ads, c.smooth_windows, c.hmm ? &models.apnea_chain : nullptr);
+  postprocess(ap, ads, c.smooth_windows, c.hmm ? &models.apnea_chain : nullptr);
 
   // Sleep probability of each 30-s epoch, looked up by (record, epoch start).
   std::vector<std::map<int64_t, double>> sleep_p(records.size());
@@ -535,7 +539,7 @@ Prediction predict_with(const Predictor& models, const std::vector<data::Record>
     so.min_coverage = 0.0;
     data::Dataset sds = data::build_dataset(epochs, so);
     std::vector<RecordProbs> sp = per_record(models.sleep, sds);
-    smooth_in_time(sp, sds, c.smooth_sleep_epochs);
+    postprocess(sp, sds, c.smooth_sleep_epochs);
     for (size_t ri = 0; ri < sds.records().size(); ++ri) {
       int idx = -1;
       for (size_t k = 0; k < records.size(); ++k)
@@ -623,7 +627,7 @@ std::vector<SleepEpochRow> predict_sleep_epochs(Models& models, const std::vecto
   data::Dataset ds = data::build_dataset(records, dataset_options(models.config.sleep, models.config.cache_dir,
                                                                   data::Target::Sleep, false));
   std::vector<RecordProbs> sp = per_record(nets_of(models.sleep), ds);
-  smooth_in_time(sp, ds, models.config.smooth_sleep_epochs);
+  postprocess(sp, ds, models.config.smooth_sleep_epochs);
   for (const RecordProbs& rp : sp) {
     for (size_t j = 0; j < rp.samples.size(); ++j) {
       const data::SampleInfo& s = ds.sample(rp.samples[j]);
