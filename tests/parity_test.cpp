@@ -102,6 +102,8 @@ Fixture load_fixture(const std::string& path) {
 struct Comparison {
   std::string name;
   double max_err = 0, tolerance = 0;
+  size_t worst_index = 0;             // flat index of max_err, and the two values there
+  double ours_at = 0, ref_at = 0;
   bool exact = false;  // int64: must be equal
   bool ok = true;
   std::string problem;
@@ -136,7 +138,10 @@ class Checker {
       std::vector<float> a = ours.to_vector(), b = it->second.tensor.to_vector();
       for (size_t i = 0; i < a.size(); ++i) {
         const double e = std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i]));
-        if (!(e <= c.max_err)) c.max_err = std::isnan(e) ? INFINITY : e;
+        if (!(e <= c.max_err)) {
+          c.max_err = std::isnan(e) ? INFINITY : e;
+          c.worst_index = i, c.ours_at = a[i], c.ref_at = b[i];
+        }
       }
       if (c.ok) c.ok = c.exact ? c.max_err == 0 : c.max_err <= c.tolerance;
     }
@@ -166,11 +171,15 @@ class Checker {
       } else {
         std::printf("  %-48s %11.3g %11.3g %9.3f%s\n", c.name.c_str(), c.max_err, c.tolerance, c.fraction(),
                     c.ok ? "" : "  FAIL");
+        if (!c.ok)
+          std::printf("  %-48s at flat index %zu: sleepnet %.9g, reference %.9g\n", "", c.worst_index, c.ours_at,
+                      c.ref_at);
       }
       if (c.problem.empty() && (!worst || c.fraction() > worst->fraction())) worst = &c;
       EXPECT_TRUE(c.ok) << fx_.path << ": " << c.name << ": "
                         << (c.problem.empty() ? "max|err| " + std::to_string(c.max_err) + " > tolerance " +
-                                                    std::to_string(c.tolerance)
+                                                    std::to_string(c.tolerance) + " at flat index " +
+                                                    std::to_string(c.worst_index)
                                               : c.problem);
     }
     if (worst)
