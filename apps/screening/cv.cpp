@@ -41,9 +41,9 @@ Loaded load_all(const RunConfig& c) {
   return l;
 }
 
-// Trains on fold f's training records and predicts its test records into `rd`.
-void run_fold(const RunConfig& c, const Loaded& l, const data::Split& af, const data::Split* sf, int fold,
-              const std::string& work_dir, ReportData& rd) {
+// Trains on fold f's training records and predicts its test records into `rd`; returns the models.
+Models run_fold(const RunConfig& c, const Loaded& l, const data::Split& af, const data::Split* sf, int fold,
+                const std::string& work_dir, ReportData& rd) {
   std::vector<data::Record> train = pick(l.apnea, af.train), test = pick(l.apnea, af.test);
   for (int i : af.validation) train.push_back(l.apnea[i]);
   std::vector<data::Record> sleep_train, sleep_test;
@@ -71,6 +71,7 @@ void run_fold(const RunConfig& c, const Loaded& l, const data::Split& af, const 
     rd.sleep_epochs.insert(rd.sleep_epochs.end(), e.begin(), e.end());
   }
   rd.calibration = m.calibration;
+  return m;
 }
 
 int finish(ReportData& rd, const std::string& out) {
@@ -96,7 +97,10 @@ int run_main_job(const RunConfig& c, const std::string& out, int folds, int fold
   rd.title = fmt::format("sleepnet main job: held-out fold {} of {}", fold, folds);
   rd.config = c.to_json();
   rd.config["split"] = {{"folds", folds}, {"held_out_fold", fold}};
-  run_fold(c, l, af[fold], sf.empty() ? nullptr : &sf[fold % sf.size()], fold, out, rd);
+  const Models m = run_fold(c, l, af[fold], sf.empty() ? nullptr : &sf[fold % sf.size()], fold, out, rd);
+  // The run directory is a finished run like one of `train`'s (trained on the other folds), so
+  // `predict --run` and `evaluate --run` take it.
+  save_models(m, out);
   return finish(rd, out);
 }
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# tests/cli/main_job.sh SLEEPNET WORK_DIR
+#
+# The README's main job through the command line, on a small configuration (six records, one
+# epoch, width 0.35, 32x32 images): it prints the summary table and the report's path, leaves a
+# finished run directory that `predict --run` takes, replaces its own earlier output when run
+# again, and never writes into a directory that is not one of its runs.
+set -euo pipefail
+app=$(readlink -f "$1")
+work=$2
+data=${SLEEPNET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/data/physionet/apnea-ecg
+rm -rf "$work" && mkdir -p "$work"
+export SLEEPNET_CACHE="$work/cache"
+flags=(--apnea-data "$data" --records a01 a02 b01 b02 c01 c02 --no-sleep-model --epochs 1 --patience 0
+       --width 0.35 --image-size 32 --threads 1 --seed 3 --folds 3 --fold 1)
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$app" main --out "$work/main" "${flags[@]}" > "$work/main1.txt" 2> "$work/main1.log" ||
+  fail "main: $(tail -3 "$work/main1.log")"
+grep -q "minute\|window" "$work/main1.txt" || fail "main printed no summary table: $(head -5 "$work/main1.txt")"
+grep -q "^report: .*/report/index.html$" "$work/main1.txt" || fail "main printed no report path"
+[ -s "$work/main/report/index.html" ] && [ -s "$work/main/report/metrics.json" ] || fail "no report written"
+grep -q '"status": "finished"' "$work/main/run.json" || fail "run.json is not marked finished: $(cat "$work/main/run.json" | head -5)"
+
+# The main job's run predicts records it never saw (the held-out fold's, and one outside the six).
+"$app" predict --run "$work/main" --out "$work/pred" "$data/a03" "$data/c03" > "$work/pred.txt" 2>&1 ||
+  fail "predict --run on the main job's run: $(tail -3 "$work/pred.txt")"
+head -1 "$work/pred/records.csv" | grep -qx "record,hours,apnea_windows,estimated_ahi,severity" || fail "records.csv header"
+[ "$(grep -c . "$work/pred/records.csv")" -eq 3 ] || fail "records.csv: expected 2 records"
+head -1 "$work/pred/windows.csv" | grep -qx "record,start_s,duration_s,p_apnea,apnea" || fail "windows.csv header"
+
+# Run again: its own earlier output is replaced, with the same figures (same seed, one thread).
+"$app" main --out "$work/main" "${flags[@]}" > "$work/main2.txt" 2> "$work/main2.log" ||
+  fail "main, second run: $(tail -3 "$work/main2.log")"
+cmp -s <(grep -v "^report:\|main job:" "$work/main1.txt") <(grep -v "^report:\|main job:" "$work/main2.txt") ||
+  fail "the second run's summary differs: $(diff "$work/main1.txt" "$work/main2.txt" | head -6)"
+
+# A directory that is not a run is never written into.
+mkdir -p "$work/mine" && echo "my notes" > "$work/mine/notes.txt"
+if "$app" main --out "$work/mine" "${flags[@]}" > "$work/mine.txt" 2>&1; then fail "main wrote into a foreign directory"; fi
+grep -q "not a sleepnet run directory" "$work/mine.txt" || fail "no clear refusal: $(tail -2 "$work/mine.txt")"
+[ "$(cat "$work/mine/notes.txt")" = "my notes" ] || fail "the foreign directory was changed"
+echo "PASS: main job prints its summary, leaves a finished run that predicts, reruns identically, refuses foreign directories"
