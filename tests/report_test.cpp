@@ -314,6 +314,25 @@ TEST(Report, SleepModelComparisonWhenInBedEstimatesExist) {
   EXPECT_NE(table.find("the sleep model lowers the AHI error"), std::string::npos) << table;
 }
 
+// Without a sleep model (no window has p_sleep) the estimate per hour in bed is the estimate: no
+// "no sleep model" rows, no comparison sentence, no second AHI column.
+TEST(Report, NoSleepModelComparisonWithoutASleepModel) {
+  ReportData d = small_data();
+  for (RecordRow& r : d.records) r.estimated_ahi_in_bed = r.estimated_ahi;
+  for (WindowRow& w : d.windows) w.p_sleep = kNaN;
+  const ReportMetrics m = compute_metrics(d);
+  EXPECT_FALSE(m.records_in_bed.has_value());
+  const std::string table = summary_table(d, m);
+  EXPECT_EQ(table.find("no sleep model"), std::string::npos) << table;
+  EXPECT_EQ(table.find("sleep model:"), std::string::npos) << table;
+  TempDir dir("nosleep");
+  write_report(d, dir.str());
+  EXPECT_EQ(read_text(dir.path() / "index.html").find("AHI without sleep model"), std::string::npos);
+  // With one window scored by a sleep model, the comparison is back.
+  d.windows.front().p_sleep = 0.9;
+  EXPECT_TRUE(compute_metrics(d).records_in_bed.has_value());
+}
+
 TEST(Report, CsvFiles) {
   TempDir dir("csv");
   write_report(small_data(), dir.str());

@@ -4,6 +4,7 @@
 
 #include <unistd.h>  // getpid
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -434,11 +435,16 @@ std::string html_summary_table(const std::vector<SummaryRow>& rows) {
   return h + "</table>\n";
 }
 
-std::string html_records_table(const std::vector<RecordRow>& rows) {
+// Windows scored by a sleep model (p_sleep), so that per hour of sleep and per hour in bed differ.
+bool sleep_model_scored(const ReportData& data) {
+  return std::any_of(data.windows.begin(), data.windows.end(), [](const WindowRow& w) { return std::isfinite(w.p_sleep); });
+}
+
+std::string html_records_table(const std::vector<RecordRow>& rows, bool sleep_model) {
   bool folds = false, in_bed = false;
   for (const RecordRow& r : rows) {
     folds |= r.fold >= 0;
-    in_bed |= std::isfinite(r.estimated_ahi_in_bed);
+    in_bed |= sleep_model && std::isfinite(r.estimated_ahi_in_bed);
   }
   std::string h = "<table>\n<tr><th>record</th>";
   if (folds) h += "<th>fold</th>";
@@ -501,7 +507,7 @@ std::string index_html(const ReportData& data, const ReportMetrics& m, const std
   if (data.records.empty()) {
     h += "<p class=\"note\">No records.</p>\n";
   } else {
-    h += html_records_table(data.records);
+    h += html_records_table(data.records, sleep_model_scored(data));
     h += "<p class=\"note\">Rows shaded where the estimated severity class differs from the reference. "
          "hours = the AHI's denominator (hours of predicted sleep when a sleep model ran).</p>\n";
   }
@@ -563,9 +569,11 @@ ReportMetrics compute_metrics(const ReportData& data) {
     in_bed.push_back(r.estimated_ahi_in_bed);
     all_in_bed &= std::isfinite(r.estimated_ahi_in_bed);
   }
+  // The comparison per hour in bed only means something when a sleep model scored the windows
+  // (without one, both estimates are the same number).
   if (!est.empty()) {
     m.records = record_metrics(est, ref);
-    if (all_in_bed) m.records_in_bed = record_metrics(in_bed, ref);
+    if (all_in_bed && sleep_model_scored(data)) m.records_in_bed = record_metrics(in_bed, ref);
   }
 
   p.clear();
