@@ -339,6 +339,30 @@ TEST(Pipeline, LearnsTheToyProblemAndPredictWritesTheCsvFiles) {
     for (size_t i = a; i < b; ++i) EXPECT_NEAR(p.windows[i].p_apnea, 0.5 * (box[i - a] + post[i - a]), 1e-12) << i;
   }
 
+  // The same nights given as 30-s epochs (how slpdb, UCDDB and EDF records come) are scored as
+  // the same minutes: the same windows, probabilities and AHI, not twice as many windows.
+  std::vector<data::Record> halves = test;
+  for (data::Record& r : halves) {
+    std::vector<data::Window> epochs;
+    for (const data::Window& w : r.windows)
+      for (int h = 0; h < 2; ++h) {
+        data::Window e = w;
+        e.start_s = w.start_s + 30.0 * h;
+        e.duration_s = 30.0;
+        epochs.push_back(e);
+      }
+    r.windows = epochs;
+  }
+  const Prediction from_epochs = predict_records(loaded, halves);
+  ASSERT_EQ(from_epochs.windows.size(), p.windows.size());
+  for (size_t i = 0; i < p.windows.size(); ++i) {
+    EXPECT_EQ(from_epochs.windows[i].duration_s, 60.0);
+    EXPECT_EQ(from_epochs.windows[i].start_s, p.windows[i].start_s);
+    EXPECT_EQ(from_epochs.windows[i].p_apnea, p.windows[i].p_apnea) << i;
+    EXPECT_EQ(from_epochs.windows[i].reference_apnea, p.windows[i].reference_apnea) << i;
+  }
+  for (size_t i = 0; i < p.records.size(); ++i) EXPECT_EQ(from_epochs.records[i].estimated_ahi, p.records[i].estimated_ahi);
+
   // A run trained with the chain cannot be read without it.
   expect_refused_after_editing_calibration(run, [](nlohmann::json& cal) { cal.erase("apnea_chain"); }, "apnea_chain");
   fs::remove_all(run);
@@ -520,6 +544,48 @@ TEST(Pipeline, RunConfigKeepsTheSmoothingAndReadsOlderRuns) {
   EXPECT_EQ(RunConfig::from_json(j, "run.json").smooth_sleep_epochs, 0);
   j.erase("smooth_windows");  // a key that was always written is required
   EXPECT_THROW(RunConfig::from_json(j, "run.json"), Error);
+}
+
+// The apnea model's windows: minutes. Records of minutes pass unchanged; others get the whole
+// minutes of their duration, labelled from the windows inside each.
+TEST(Pipeline, AsMinutesTurnsOtherWindowsIntoLabelledMinutes) {
+  data::Record r;
+  r.id = "e";
+  r.duration_s = 290;  // 4 whole minutes and 50 s
+  const int8_t apnea[] = {0, 0, 0, 1, 1, -1, 0, -1, 0};  // 30-s epochs from 0 to 270 s
+  for (int i = 0; i < 9; ++i) {
+    if (i == 6) continue;  // a hole in minute 3 (180-210 s)
+    data::Window w;
+    w.start_s = 30.0 * i, w.duration_s = 30.0, w.apnea = apnea[i], w.events = static_cast<int16_t>(i % 2);
+    r.windows.push_back(w);
+  }
+  data::Record plain = r;
+  plain.id = "m";
+  plain.windows.assign(2, data::Window{});
+  plain.windows[0].duration_s = plain.windows[1].duration_s = 60.0;
+  plain.windows[1].start_s = 60.0;
+  plain.windows[0].apnea = 1, plain.windows[1].apnea = 0;
+  const std::vector<data::Record> out = as_minutes({r, plain});
+  ASSERT_EQ(out.size(), 2u);
+  ASSERT_EQ(out[0].windows.size(), 4u);  // the last 50 s are no whole minute
+  const int8_t expected[] = {0,    // two normal halves
+                             1,    // normal + apnea
+                             1,    // apnea + unknown: an apnea is in it
+                             -1};  // a hole + unknown: neither apnea nor covered by normal windows
+  for (int m = 0; m < 4; ++m) {
+    EXPECT_EQ(out[0].windows[m].start_s, 60.0 * m);
+    EXPECT_EQ(out[0].windows[m].duration_s, 60.0);
+    EXPECT_EQ(out[0].windows[m].apnea, expected[m]) << m;
+  }
+  EXPECT_EQ(out[0].windows[1].events, 1);  // epochs 2 and 3: 0 + 1
+  // A minute half covered by normal windows (the hole) is unknown, not normal.
+  data::Record holey = r;
+  holey.windows.erase(holey.windows.begin() + 1);  // epoch 1 (30-60 s) gone: minute 0 half covered
+  EXPECT_EQ(as_minutes({holey})[0].windows[0].apnea, -1);
+  // Minutes pass unchanged.
+  ASSERT_EQ(out[1].windows.size(), 2u);
+  EXPECT_EQ(out[1].windows[0].apnea, 1);
+  EXPECT_EQ(out[1].windows[1].start_s, 60.0);
 }
 
 TEST(Pipeline, FitChainCountsLabelsAndDirectSuccessorsOnly) {

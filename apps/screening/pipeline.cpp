@@ -504,6 +504,47 @@ data::Record as_epochs(const data::Record& r) {
   return e;
 }
 
+}  // namespace
+
+std::vector<data::Record> as_minutes(const std::vector<data::Record>& records) {
+  std::vector<data::Record> out;
+  out.reserve(records.size());
+  for (const data::Record& r : records) {
+    const bool minutes = std::all_of(r.windows.begin(), r.windows.end(),
+                                     [](const data::Window& w) { return std::fabs(w.duration_s - 60.0) < 1e-6; });
+    if (minutes) {
+      out.push_back(r);
+      continue;
+    }
+    data::Record m = r;
+    m.windows.clear();
+    size_t first = 0;  // the first window that may still overlap the current minute (windows in time order)
+    for (double t = 0; t + 60.0 <= r.duration_s + 1e-6; t += 60.0) {
+      data::Window w;
+      w.start_s = t;
+      w.duration_s = 60.0;
+      bool any_apnea = false, all_normal = true;
+      double covered = 0;
+      while (first < r.windows.size() && r.windows[first].start_s + r.windows[first].duration_s <= t + 1e-6) ++first;
+      for (size_t i = first; i < r.windows.size() && r.windows[i].start_s < t + 60.0 - 1e-6; ++i) {
+        const data::Window& v = r.windows[i];
+        const double a = std::max(v.start_s, t), b = std::min(v.start_s + v.duration_s, t + 60.0);
+        if (b <= a) continue;
+        covered += b - a;
+        any_apnea |= v.apnea == 1;
+        all_normal &= v.apnea == 0;
+        w.events = static_cast<int16_t>(w.events + v.events);
+      }
+      w.apnea = any_apnea ? 1 : (all_normal && covered >= 60.0 - 1e-6) ? 0 : -1;
+      m.windows.push_back(w);
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+namespace {
+
 std::vector<nn::MobileNetV2*> nets_of(const Ensemble& e) {
   std::vector<nn::MobileNetV2*> out;
   for (const auto& m : e.members) out.push_back(m.get());
@@ -526,7 +567,8 @@ Prediction predict_with(const Predictor& models, const std::vector<data::Record>
   // Every window is scored (coverage filter off): windows.csv has a line per scored window.
   data::DatasetOptions ao = dataset_options(c.apnea, c.cache_dir, data::Target::Apnea, true);
   ao.min_coverage = 0.0;
-  data::Dataset ads = data::build_dataset(records, ao);
+  const std::vector<data::Record> minutes = as_minutes(records);  // what the apnea model scores
+  data::Dataset ads = data::build_dataset(minutes, ao);
   std::vector<RecordProbs> ap = per_record(models.apnea, ads);
   postprocess(ap, ads, c.smooth_windows, c.hmm ? &models.apnea_chain : nullptr);
 
@@ -561,7 +603,7 @@ Prediction predict_with(const Predictor& models, const std::vector<data::Record>
     double in_bed_s = 0, asleep_s = 0;
     for (size_t j = 0; j < ap[ri].samples.size(); ++j) {
       const data::SampleInfo& s = ads.sample(ap[ri].samples[j]);
-      const data::Record& rec = records[idx];
+      const data::Record& rec = minutes[idx];
       WindowRow w;
       w.record = dr.id;
       w.start_s = s.start_s;
@@ -645,7 +687,8 @@ Models train_models(const RunConfig& c, const std::vector<data::Record>& apnea_r
   std::vector<std::vector<int>> held_out;  // per apnea network: the records it never trained on
   std::vector<std::string> apnea_ids;
   {
-    data::Dataset ds = data::build_dataset(apnea_records, dataset_options(c.apnea, c.cache_dir, data::Target::Apnea, false));
+    data::Dataset ds =
+        data::build_dataset(as_minutes(apnea_records), dataset_options(c.apnea, c.cache_dir, data::Target::Apnea, false));
     if (c.progress) fmt::print(stderr, "apnea dataset: {}\n", ds.stats().to_string());
     for (const auto& r : ds.records()) apnea_ids.push_back(r.id);
     if (c.hmm) {

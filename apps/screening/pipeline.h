@@ -88,6 +88,14 @@ bool stop_requested();
 // Applies `threads` to OpenMP (and so to every kernel).
 void set_threads(int threads);
 
+// What the apnea model scores: every record's windows as minutes. A record whose windows are not
+// all 60 s long (30-s sleep epochs of slpdb, UCDDB, an EDF file) gets the whole minutes of its
+// duration instead, each labelled apnea when a window inside it is (1), normal when the windows
+// inside it cover it and are all normal (0), unknown otherwise (-1); events are summed. Minutes
+// keep the model's images, the chain's steps and the AHI's count on the scale they were trained
+// and calibrated on (30-s windows would count every apnea minute twice).
+std::vector<data::Record> as_minutes(const std::vector<data::Record>& records);
+
 // Post-processing within a night: each window's probability p[j] replaced by the mean of p[i] over
 // the windows i within k positions of j whose start lies within k window lengths of j's (windows in
 // time order; a gap in the record thus narrows the neighbourhood). k <= 0: p unchanged. Model
