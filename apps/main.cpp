@@ -50,6 +50,7 @@ struct ConfigFlags {
   int patience = -1;
   bool log_frequency = false;
   bool no_level_channel = false;
+  bool trace_channel = false;
   bool no_hmm = false;
   double f_max = -1;
   double min_coverage = -1, weight_decay = -1, dropout = -1, mixup = -1;
@@ -83,6 +84,8 @@ struct ConfigFlags {
     app->add_flag("--log-frequency", log_frequency, "image rows spaced logarithmically in frequency");
     app->add_flag("--no-level-channel", no_level_channel,
                   "images without the heart-rate level channel (mean RR per frame): the spectrogram only");
+    app->add_flag("--trace-channel", trace_channel,
+                  "images with the RR trace channel too (mean RR of each column's ~11-s slice)");
     app->add_option("--f-max", f_max, "highest frequency of the images (Hz)");
     app->add_option("--smooth", c.smooth_windows, "average p(apnea) over +-N neighbouring minutes (0: off)")
         ->capture_default_str();
@@ -127,6 +130,7 @@ struct ConfigFlags {
       if (min_coverage >= 0) m->data.min_coverage = min_coverage;
       if (log_frequency) m->data.spectrogram.log_frequency = true;
       if (no_level_channel) m->data.spectrogram.level_channel = false;
+      if (trace_channel) m->data.spectrogram.trace_channel = true;
       if (f_max > 0) m->data.spectrogram.f_max_hz = f_max;
       if (norm == "record") {
         m->data.spectrogram.normalization = data::SpecNormalization::None;

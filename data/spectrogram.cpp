@@ -253,7 +253,7 @@ std::string SpectrogramSettings::to_string() const {
       detrend == Detrend::Constant ? "constant" : "linear", f_min_hz, f_max_hz, int(log_frequency),
       height, width, int(log_scale), log_floor_rel, norm_name, int(amplitude_channel), max_gap_s,
       // Named only when on, so the images (and cache keys) of every earlier setting stay as they were.
-      level_channel ? " level_channel=1" : "");
+      std::string(level_channel ? " level_channel=1" : "") + (trace_channel ? " trace_channel=1" : ""));
 }
 
 uint64_t SpectrogramSettings::hash() const {
@@ -396,6 +396,26 @@ void level_channel(std::span<const float> series, const SpectrogramSettings& s, 
   normalise(out, size_t(s.height) * s.width, s.normalization);
 }
 
+void trace_channel(std::span<const float> series, const SpectrogramSettings& s, float* out) {
+  const int L = s.frame_samples(), hop = s.hop_samples();
+  const int64_t N = static_cast<int64_t>(series.size());
+  const FrameGrid g = frame_grid(series, s, "trace_channel");
+  std::vector<double> prefix(N + 1, 0.0);
+  for (int64_t i = 0; i < N; ++i) prefix[i + 1] = prefix[i] + series[i];
+  // Frame j is centred at sample start + L/2 + j*hop; column c covers frames j in
+  // [-0.5 + c*nf/W, -0.5 + (c+1)*nf/W) (frame_grid's edges), i.e. this slice of samples.
+  const double centre0 = g.start + 0.5 * L;
+  for (int c = 0; c < s.width; ++c) {
+    const double f0 = -0.5 + double(c) * g.nf / s.width, f1 = -0.5 + double(c + 1) * g.nf / s.width;
+    int64_t a = std::llround(centre0 + f0 * hop), b = std::llround(centre0 + f1 * hop);
+    a = std::clamp<int64_t>(a, 0, N - 1);
+    b = std::clamp<int64_t>(b, a + 1, N);
+    const float v = float((prefix[b] - prefix[a]) / double(b - a));
+    for (int h = 0; h < s.height; ++h) out[size_t(h) * s.width + c] = v;
+  }
+  normalise(out, size_t(s.height) * s.width, s.normalization);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Windows of a record
 // ---------------------------------------------------------------------------------------------
@@ -430,15 +450,16 @@ TFImage tf_image_unchecked(const BeatSeries& beats, double start_s, double durat
   img.coverage = std::clamp(covered / (t1 - t0), 0.0, 1.0);
 
   std::span<const double> ts(t.data() + lo, hi - lo);
-  auto channel = [&](std::span<const float> values, int c, bool with_level) -> bool {
+  auto channel = [&](std::span<const float> values, int c, bool rr) -> bool {
     bool any = std::any_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
     if (!any) return false;
     std::vector<float> u = resample_uniform(ts, values, t0, s.series_fs_hz, N, s.interp);
     spectrogram_channel(u, s, img.data.data() + npix * c);
-    if (with_level) level_channel(u, s, img.data.data() + npix * s.level_index());
+    if (rr && s.level_channel) level_channel(u, s, img.data.data() + npix * s.level_index());
+    if (rr && s.trace_channel) trace_channel(u, s, img.data.data() + npix * s.trace_index());
     return true;
   };
-  if (hi > lo) channel(std::span<const float>(beats.rr_s.data() + lo, hi - lo), 0, s.level_channel);
+  if (hi > lo) channel(std::span<const float>(beats.rr_s.data() + lo, hi - lo), 0, true);
   if (s.amplitude_channel) {
     bool ok = hi > lo && !beats.amp.empty() &&
               channel(std::span<const float>(beats.amp.data() + lo, hi - lo), 1, false);

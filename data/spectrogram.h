@@ -92,10 +92,14 @@ struct SpectrogramSettings {
   SpecNormalization normalization = SpecNormalization::ZScore;
   bool amplitude_channel = true;   // add the R-amplitude (EDR) channel
   bool level_channel = false;      // add the heart-rate level channel (mean RR of each frame)
+  bool trace_channel = false;      // add the RR trace channel (mean RR of each column's time slice)
   double max_gap_s = 3.0;          // for `coverage`
 
-  int channels() const { return 1 + (amplitude_channel ? 1 : 0) + (level_channel ? 1 : 0); }
+  int channels() const {
+    return 1 + (amplitude_channel ? 1 : 0) + (level_channel ? 1 : 0) + (trace_channel ? 1 : 0);
+  }
   int level_index() const { return amplitude_channel ? 2 : 1; }  // its channel, when on
+  int trace_index() const { return channels() - 1; }              // its channel, when on (the last)
   int frame_samples() const;       // round(stft_window_s * series_fs_hz)
   int hop_samples() const;         // max(1, round(frame_samples * (1 - overlap)))
   int fft_size() const;            // nfft, or its automatic value
@@ -138,5 +142,13 @@ void spectrogram_channel(std::span<const float> series, const SpectrogramSetting
 // as spectrogram_channel resizes its columns, every row equal; normalised per image like the other
 // channels (`normalization`; no log scale). out: [height][width].
 void level_channel(std::span<const float> series, const SpectrogramSettings& settings, float* out);
+
+// The trace channel from the same uniform series: column c is the mean of the series over the
+// time slice between the centres of the frames that column c of the spectrogram stands for (the
+// spectrogram's columns tile the frame centres, so the slices tile them too: about 11 s each for a
+// 420-s span in 32 columns), every row equal; normalised like level_channel. Where the level
+// channel shows each 64-s frame's mean (the slow course of heart rate), this one keeps the cycles
+// of 30-90 s that apneas leave in it. out: [height][width].
+void trace_channel(std::span<const float> series, const SpectrogramSettings& settings, float* out);
 
 }  // namespace sleepnet::data

@@ -291,6 +291,61 @@ TEST(Spectrogram, RealApneaMinutesShowCyclicVariation) {
   }
 }
 
+// The trace channel: the RR series itself, averaged over each column's slice of the span, so the
+// 30-90 s cycles of heart rate that apneas cause survive (the level channel's 64-s frames average
+// them away); equal down every row; the last channel; off by default and then invisible.
+TEST(Spectrogram, TraceChannelKeepsTheHeartRateCyclesTheLevelChannelSmoothsAway) {
+  // RR 1.0 s +- 0.1 s in a 60-s cycle (a cyclic variation of heart rate, one apnea per minute).
+  BeatSeries b;
+  for (double t = 0.5; t < 900;) {
+    const double rr = 1.0 + 0.1 * std::sin(2 * std::numbers::pi * t / 60.0);
+    t += rr;
+    b.time_s.push_back(t);
+    b.rr_s.push_back(float(rr));
+  }
+  SpectrogramSettings s;
+  s.amplitude_channel = false;
+  s.normalization = SpecNormalization::None;
+  s.context_s = 180;
+  s.height = 4;
+  s.width = 32;
+  s.level_channel = true;
+  EXPECT_EQ(s.to_string().find("trace_channel"), std::string::npos);
+  s.trace_channel = true;
+  EXPECT_NE(s.to_string().find(" trace_channel=1"), std::string::npos);
+  ASSERT_EQ(s.channels(), 3);
+  ASSERT_EQ(s.trace_index(), 2);
+  const TFImage img = tf_image(b, 420, 60, s);
+  ASSERT_EQ(img.channels, 3);
+  float lo = 10, hi = -10, level_lo = 10, level_hi = -10;
+  for (int w = 0; w < img.width; ++w) {
+    for (int h = 1; h < img.height; ++h) EXPECT_EQ(img.at(2, h, w), img.at(2, 0, w));
+    lo = std::min(lo, img.at(2, 0, w)), hi = std::max(hi, img.at(2, 0, w));
+    level_lo = std::min(level_lo, img.at(1, 0, w)), level_hi = std::max(level_hi, img.at(1, 0, w));
+  }
+  // ~11-s slices of a 60-s cycle keep most of its swing of 0.2 s; 64-s frames keep almost none.
+  EXPECT_GT(hi - lo, 0.12f);
+  EXPECT_LT(hi - lo, 0.21f);
+  EXPECT_LT(level_hi - level_lo, 0.03f);
+  // Slices tile the frame centres: on a ramp (value = sample index) each column holds its slice's
+  // midpoint, so consecutive columns are one slice (nf * hop / width samples) apart.
+  const int n = 420 * 4;  // a 420-s span at 4 Hz
+  std::vector<float> ramp(n);
+  for (int i = 0; i < n; ++i) ramp[i] = float(i);
+  std::vector<float> out(size_t(s.height) * s.width);
+  trace_channel(ramp, s, out.data());
+  const int L = s.frame_samples(), hop = s.hop_samples(), nf = 1 + (n - L) / hop;
+  const double slice = double(nf) * hop / s.width;
+  for (int w = 1; w < s.width; ++w) EXPECT_NEAR(out[w] - out[w - 1], slice, 1.0) << w;
+  const double start = (n - (L + double(nf - 1) * hop)) / 2;  // first sample of frame 0
+  EXPECT_NEAR(out[0], start + 0.5 * L - 0.5 * hop + 0.5 * slice - 0.5, 1.0);
+  // With every channel on, the trace comes last.
+  s.amplitude_channel = true;
+  EXPECT_EQ(s.channels(), 4);
+  EXPECT_EQ(s.trace_index(), 3);
+  EXPECT_EQ(s.level_index(), 2);
+}
+
 // The level channel: the heart rate the spectrogram's detrending removes, frame by frame, in the
 // same columns as the spectrogram, equal down every row; off by default and then invisible.
 TEST(Spectrogram, LevelChannelFollowsTheMeanRrOfEachColumn) {

@@ -50,6 +50,7 @@ json spectrogram_json(const data::SpectrogramSettings& s) {
                                                                                      : "minmax"},
               {"amplitude_channel", s.amplitude_channel},
               {"level_channel", s.level_channel},
+              {"trace_channel", s.trace_channel},
               {"max_gap_s", s.max_gap_s}};
 }
 
@@ -75,6 +76,7 @@ data::SpectrogramSettings spectrogram_from_json(const json& j) {
                                     : data::SpecNormalization::MinMax;
   s.amplitude_channel = j.at("amplitude_channel");
   s.level_channel = j.value("level_channel", false);  // absent in runs made before the option
+  s.trace_channel = j.value("trace_channel", false);  // the same
   s.max_gap_s = j.at("max_gap_s");
   return s;
 }
