@@ -291,18 +291,25 @@ TEST(Spectrogram, RealApneaMinutesShowCyclicVariation) {
   }
 }
 
+// Beats from 0.5 s to 900 s, each RR interval rr_at(time of the previous beat).
+template <class F>
+BeatSeries beats_for_900_s(F rr_at) {
+  BeatSeries b;
+  for (double t = 0.5; t < 900;) {
+    const double rr = rr_at(t);
+    t += rr;
+    b.time_s.push_back(t);
+    b.rr_s.push_back(float(rr));
+  }
+  return b;
+}
+
 // The trace channel: the RR series itself, averaged over each column's slice of the span, so the
 // 30-90 s cycles of heart rate that apneas cause survive (the level channel's 64-s frames average
 // them away); equal down every row; the last channel; off by default and then invisible.
 TEST(Spectrogram, TraceChannelKeepsTheHeartRateCyclesTheLevelChannelSmoothsAway) {
   // RR 1.0 s +- 0.1 s in a 60-s cycle (a cyclic variation of heart rate, one apnea per minute).
-  BeatSeries b;
-  for (double t = 0.5; t < 900;) {
-    const double rr = 1.0 + 0.1 * std::sin(2 * std::numbers::pi * t / 60.0);
-    t += rr;
-    b.time_s.push_back(t);
-    b.rr_s.push_back(float(rr));
-  }
+  const BeatSeries b = beats_for_900_s([](double t) { return 1.0 + 0.1 * std::sin(2 * std::numbers::pi * t / 60.0); });
   SpectrogramSettings s;
   s.amplitude_channel = false;
   s.normalization = SpecNormalization::None;
@@ -350,13 +357,7 @@ TEST(Spectrogram, TraceChannelKeepsTheHeartRateCyclesTheLevelChannelSmoothsAway)
 // same columns as the spectrogram, equal down every row; off by default and then invisible.
 TEST(Spectrogram, LevelChannelFollowsTheMeanRrOfEachColumn) {
   // RR 1.0 s for the first 450 s, then 0.7 s: the heart speeds up half-way through the window.
-  BeatSeries b;
-  for (double t = 0.5; t < 900;) {
-    const double rr = t < 450 ? 1.0 : 0.7;
-    t += rr;
-    b.time_s.push_back(t);
-    b.rr_s.push_back(float(rr));
-  }
+  const BeatSeries b = beats_for_900_s([](double t) { return t < 450 ? 1.0 : 0.7; });
   SpectrogramSettings s;
   s.amplitude_channel = false;
   s.normalization = SpecNormalization::None;
