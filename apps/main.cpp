@@ -168,9 +168,9 @@ int cmd_train(const RunConfig& c, const std::string& out, bool resume, bool over
   return 0;
 }
 
-int cmd_predict(const std::string& run, const std::string& out, const std::vector<std::string>& paths) {
+int cmd_predict(const std::string& run, const std::string& out, const std::vector<std::string>& paths, int threads) {
   Models m = load_models(run);
-  set_threads(m.config.threads);
+  set_threads(threads > 0 ? threads : m.config.threads);
   std::vector<data::Record> records;
   int failed = 0;
   for (const std::string& p : paths) {
@@ -194,9 +194,10 @@ int cmd_predict(const std::string& run, const std::string& out, const std::vecto
 }
 
 int cmd_evaluate(const std::string& run, const std::string& data_dir, const std::vector<std::string>& ids,
-                 const std::string& sleep_dir, const std::vector<std::string>& sleep_ids, const std::string& out) {
+                 const std::string& sleep_dir, const std::vector<std::string>& sleep_ids, const std::string& out,
+                 int threads) {
   Models m = load_models(run);
-  set_threads(m.config.threads);
+  set_threads(threads > 0 ? threads : m.config.threads);
   auto records = load_records(data_dir, ids, true);
   ReportData rd;
   rd.title = fmt::format("sleepnet evaluation of {}", run);
@@ -250,6 +251,8 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--sleep-data", eval_sleep, "hypnogram-scored database for sleep/wake metrics");
   eval_cmd->add_option("--sleep-records", eval_sleep_records, "records of --sleep-data (default: all)");
   eval_cmd->add_option("--out", eval_out, "report directory (default: RUN/report)");
+  int eval_threads = 0, pred_threads = 0;
+  eval_cmd->add_option("--threads", eval_threads, "threads (default: the run's setting)")->check(CLI::NonNegativeNumber);
 
   // predict
   std::string pred_run, pred_out;
@@ -258,6 +261,7 @@ int main(int argc, char** argv) {
   pred_cmd->add_option("--run", pred_run, "run directory made by `train`")->required();
   pred_cmd->add_option("--out", pred_out, "output directory for windows.csv and records.csv")->required();
   pred_cmd->add_option("records", pred_records, "record paths")->required();
+  pred_cmd->add_option("--threads", pred_threads, "threads (default: the run's setting)")->check(CLI::NonNegativeNumber);
 
   // cv
   ConfigFlags cv_flags;
@@ -318,8 +322,9 @@ int main(int argc, char** argv) {
       return rc;
     }
     if (*train_cmd) return cmd_train(train_flags.resolve(), train_out, resume, overwrite);
-    if (*eval_cmd) return cmd_evaluate(eval_run, eval_data, eval_records, eval_sleep, eval_sleep_records, eval_out);
-    if (*pred_cmd) return cmd_predict(pred_run, pred_out, pred_records);
+    if (*eval_cmd)
+      return cmd_evaluate(eval_run, eval_data, eval_records, eval_sleep, eval_sleep_records, eval_out, eval_threads);
+    if (*pred_cmd) return cmd_predict(pred_run, pred_out, pred_records, pred_threads);
     if (*cv_cmd) return run_cross_validation(cv_flags.resolve(), cv_out, cv_folds);
     if (*synth_cmd) {
       for (int i = 0; i < synth_count; ++i) {
