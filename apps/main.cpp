@@ -251,7 +251,7 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--sleep-data", eval_sleep, "hypnogram-scored database for sleep/wake metrics");
   eval_cmd->add_option("--sleep-records", eval_sleep_records, "records of --sleep-data (default: all)");
   eval_cmd->add_option("--out", eval_out, "report directory (default: RUN/report)");
-  int eval_threads = 0, pred_threads = 0;
+  int eval_threads = 0;
   eval_cmd->add_option("--threads", eval_threads, "threads (default: the run's setting)")->check(CLI::NonNegativeNumber);
 
   // predict
@@ -261,6 +261,7 @@ int main(int argc, char** argv) {
   pred_cmd->add_option("--run", pred_run, "run directory made by `train`")->required();
   pred_cmd->add_option("--out", pred_out, "output directory for windows.csv and records.csv")->required();
   pred_cmd->add_option("records", pred_records, "record paths")->required();
+  int pred_threads = 0;
   pred_cmd->add_option("--threads", pred_threads, "threads (default: the run's setting)")->check(CLI::NonNegativeNumber);
 
   // cv

@@ -282,7 +282,8 @@ namespace {
 // series) and the map from frame index to image column, shared by both kinds of channel.
 struct FrameGrid {
   int nf = 0;
-  int64_t start = 0;  // first sample of frame 0
+  int64_t start = 0;          // first sample of frame 0
+  std::vector<double> edges;  // column c covers frame indices [edges[c], edges[c + 1])
   AxisMap tmap;
 };
 
@@ -294,17 +295,31 @@ FrameGrid frame_grid(std::span<const float> series, const SpectrogramSettings& s
   FrameGrid g;
   g.nf = static_cast<int>(1 + (N - L) / hop);
   g.start = (N - (L + int64_t(g.nf - 1) * hop)) / 2;
-  std::vector<double> tedges(s.width + 1);
-  for (int i = 0; i <= s.width; ++i) tedges[i] = -0.5 + double(i) * g.nf / s.width;
-  g.tmap = axis_map(g.nf, 0.0, 1.0, tedges);
+  g.edges.resize(s.width + 1);
+  for (int i = 0; i <= s.width; ++i) g.edges[i] = -0.5 + double(i) * g.nf / s.width;
+  g.tmap = axis_map(g.nf, 0.0, 1.0, g.edges);
   return g;
+}
+
+// prefix[i] = series[0] + ... + series[i - 1] (in double): any run's mean in O(1).
+std::vector<double> prefix_sums(std::span<const float> series) {
+  std::vector<double> prefix(series.size() + 1, 0.0);
+  for (size_t i = 0; i < series.size(); ++i) prefix[i + 1] = prefix[i] + series[i];
+  return prefix;
+}
+
+// out[h][c] = column[c] for every row h, then the per-image normalisation: the level and trace
+// channels.
+void column_channel(const std::vector<double>& column, const SpectrogramSettings& s, float* out) {
+  for (int c = 0; c < s.width; ++c)
+    for (int h = 0; h < s.height; ++h) out[size_t(h) * s.width + c] = float(column[c]);
+  normalise(out, size_t(s.height) * s.width, s.normalization);
 }
 
 }  // namespace
 
 void spectrogram_channel(std::span<const float> series, const SpectrogramSettings& s, float* out) {
   const int L = s.frame_samples(), hop = s.hop_samples(), nfft = s.fft_size();
-  const int64_t N = static_cast<int64_t>(series.size());
   const FrameGrid grid = frame_grid(series, s, "spectrogram_channel");
   const int nf = grid.nf;
   const int64_t start = grid.start;
@@ -332,8 +347,7 @@ void spectrogram_channel(std::span<const float> series, const SpectrogramSetting
   std::vector<double> cols(size_t(s.height) * nf);
   std::vector<double> power(kmax - kmin + 1);
   // Prefix sums give each frame's mean in O(1) (constant detrend, the default).
-  std::vector<double> prefix(N + 1, 0.0);
-  for (int64_t i = 0; i < N; ++i) prefix[i + 1] = prefix[i] + series[i];
+  const std::vector<double> prefix = prefix_sums(series);
   float* in = buf.in;
   std::fill(in + L, in + nfft, 0.0f);  // zero padding, never overwritten below
   for (int j = 0; j < nf; ++j) {
@@ -380,40 +394,34 @@ void spectrogram_channel(std::span<const float> series, const SpectrogramSetting
 
 void level_channel(std::span<const float> series, const SpectrogramSettings& s, float* out) {
   const int L = s.frame_samples(), hop = s.hop_samples();
-  const int64_t N = static_cast<int64_t>(series.size());
   const FrameGrid g = frame_grid(series, s, "level_channel");  // spectrogram_channel's frames
-  std::vector<double> prefix(N + 1, 0.0), frame_mean(g.nf);
-  for (int64_t i = 0; i < N; ++i) prefix[i + 1] = prefix[i] + series[i];
+  const std::vector<double> prefix = prefix_sums(series);
+  std::vector<double> frame_mean(g.nf), column(s.width, 0.0);
   for (int j = 0; j < g.nf; ++j) {
     const int64_t f0 = g.start + int64_t(j) * hop;
     frame_mean[j] = (prefix[f0 + L] - prefix[f0]) / L;
   }
-  for (int c = 0; c < s.width; ++c) {
-    double acc = 0;
-    for (int q = g.tmap.offset[c]; q < g.tmap.offset[c + 1]; ++q) acc += g.tmap.weight[q] * frame_mean[g.tmap.index[q]];
-    for (int h = 0; h < s.height; ++h) out[size_t(h) * s.width + c] = float(acc);
-  }
-  normalise(out, size_t(s.height) * s.width, s.normalization);
+  for (int c = 0; c < s.width; ++c)
+    for (int q = g.tmap.offset[c]; q < g.tmap.offset[c + 1]; ++q) column[c] += g.tmap.weight[q] * frame_mean[g.tmap.index[q]];
+  column_channel(column, s, out);
 }
 
 void trace_channel(std::span<const float> series, const SpectrogramSettings& s, float* out) {
   const int L = s.frame_samples(), hop = s.hop_samples();
   const int64_t N = static_cast<int64_t>(series.size());
-  const FrameGrid g = frame_grid(series, s, "trace_channel");
-  std::vector<double> prefix(N + 1, 0.0);
-  for (int64_t i = 0; i < N; ++i) prefix[i + 1] = prefix[i] + series[i];
-  // Frame j is centred at sample start + L/2 + j*hop; column c covers frames j in
-  // [-0.5 + c*nf/W, -0.5 + (c+1)*nf/W) (frame_grid's edges), i.e. this slice of samples.
+  const FrameGrid g = frame_grid(series, s, "trace_channel");  // spectrogram_channel's frames
+  const std::vector<double> prefix = prefix_sums(series);
+  // Frame j is centred at sample start + L/2 + j*hop, and column c covers the frames between its
+  // edges: so its slice of samples runs between those frames' centres.
   const double centre0 = g.start + 0.5 * L;
+  std::vector<double> column(s.width);
   for (int c = 0; c < s.width; ++c) {
-    const double f0 = -0.5 + double(c) * g.nf / s.width, f1 = -0.5 + double(c + 1) * g.nf / s.width;
-    int64_t a = std::llround(centre0 + f0 * hop), b = std::llround(centre0 + f1 * hop);
+    int64_t a = std::llround(centre0 + g.edges[c] * hop), b = std::llround(centre0 + g.edges[c + 1] * hop);
     a = std::clamp<int64_t>(a, 0, N - 1);
     b = std::clamp<int64_t>(b, a + 1, N);
-    const float v = float((prefix[b] - prefix[a]) / double(b - a));
-    for (int h = 0; h < s.height; ++h) out[size_t(h) * s.width + c] = v;
+    column[c] = (prefix[b] - prefix[a]) / double(b - a);
   }
-  normalise(out, size_t(s.height) * s.width, s.normalization);
+  column_channel(column, s, out);
 }
 
 // ---------------------------------------------------------------------------------------------
