@@ -313,9 +313,13 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, [](int) { request_stop(); });
   std::signal(SIGTERM, [](int) { request_stop(); });
   try {
-    if (*main_cmd || *train_cmd || *cv_cmd)
-      fmt::print(stderr, "OpenBLAS kernels: {}{}\n", sleepnet::kernels::blas_core_name(),
-                 std::getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE)" : "");
+    if (*main_cmd || *train_cmd || *cv_cmd) {
+      const std::string better = sleepnet::kernels::blas_core_held_back();
+      fmt::print(stderr, "OpenBLAS kernels: {}{}{}\n", sleepnet::kernels::blas_core_name(),
+                 std::getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE)" : "",
+                 better.empty() ? "" : fmt::format("; this CPU runs {0} kernels, faster: unset OPENBLAS_CORETYPE "
+                                                   "or set it to {0}", better));
+    }
     if (*main_cmd) {
       auto t0 = std::chrono::steady_clock::now();
       int rc = run_main_job(main_flags.resolve(), main_out, main_folds, main_fold);

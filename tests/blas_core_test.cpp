@@ -27,6 +27,21 @@ class ScopedEnv {
   bool had_ = false;
 };
 
+TEST(BlasCore, BetterCoreOnlyForAKnownHigherLevel) {
+  EXPECT_EQ(better_core("Haswell", "SkylakeX"), "SkylakeX");
+  EXPECT_EQ(better_core("Zen", "SkylakeX"), "SkylakeX");
+  EXPECT_EQ(better_core("Prescott", "Haswell"), "Haswell");
+  EXPECT_EQ(better_core("SkylakeX", "Haswell"), "");
+  EXPECT_EQ(better_core("Haswell", "Haswell"), "");
+  EXPECT_EQ(better_core("Mystery", "SkylakeX"), "");
+  EXPECT_EQ(better_core("Haswell", ""), "");
+}
+
+TEST(BlasCore, NoHintWithoutAUserChoice) {
+  ScopedEnv user("OPENBLAS_CORETYPE", nullptr);
+  EXPECT_EQ(blas_core_held_back(), "");
+}
+
 TEST(BlasCore, OpenBlasReportsItsCore) { EXPECT_FALSE(blas_core_name().empty()); }
 
 TEST(BlasCore, PreferredCoreIsOneOpenBlasKnows) {

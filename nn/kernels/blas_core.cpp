@@ -57,15 +57,21 @@ std::string preferred_blas_core() {
   return "";
 }
 
+std::string better_core(const std::string& running, const std::string& preferred) {
+  const int r = core_level(running), p = core_level(preferred);
+  return r >= 0 && r < p ? preferred : "";
+}
+
+std::string blas_core_held_back() {
+  if (!std::getenv("OPENBLAS_CORETYPE")) return "";
+  return better_core(blas_core_name(), preferred_blas_core());
+}
+
 std::string blas_core_upgrade() {
   if (std::getenv("OPENBLAS_CORETYPE")) return "";  // the user (or an earlier re-execution) chose
   if (const char* keep = std::getenv("SLEEPNET_BLAS_CORE"); keep && std::strcmp(keep, "keep") == 0)
     return "";
-  const std::string preferred = preferred_blas_core();
-  if (preferred.empty()) return "";
-  const int running = core_level(blas_core_name());
-  if (running < 0 || running >= core_level(preferred)) return "";
-  return preferred;
+  return better_core(blas_core_name(), preferred_blas_core());
 }
 
 void select_blas_core(char** argv) {

@@ -27,6 +27,16 @@ std::string blas_core_name();
 // than SSE3).
 std::string preferred_blas_core();
 
+// `preferred` when it names kernels for a higher instruction-set level than `running` (both OpenBLAS
+// core names), else "" (also when either name is unknown): better_core("Haswell", "SkylakeX") is
+// "SkylakeX", better_core("SkylakeX", "Haswell") and better_core("Mystery", "SkylakeX") are "".
+std::string better_core(const std::string& running, const std::string& preferred);
+
+// When the user's OPENBLAS_CORETYPE holds OpenBLAS to kernels below what this CPU runs: the core it
+// could run (the programs say so when they print the kernels in use; they never override a user's
+// choice). "" otherwise.
+std::string blas_core_held_back();
+
 // What select_blas_core would do now, without doing it: the core to re-execute with, or "" when
 // nothing is to be done (the user chose, the choice is already good, or the name is unknown).
 std::string blas_core_upgrade();
