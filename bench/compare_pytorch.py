@@ -124,7 +124,9 @@ def main():
         sleepnet_env[k] = v
 
     print(f"# {cpu_model()}, nproc={os.cpu_count()}; sleepnet {git_version()} ({exe})"
-          + (f"; sleepnet env: {' '.join(args.env)}" if args.env else ""))
+          + (f"; sleepnet env: {' '.join(args.env)}" if args.env else "")
+          + (f"; OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} in the environment"
+             if "OPENBLAS_CORETYPE" in os.environ else ""))
     print(f"# threads={args.threads} rounds={args.rounds} "
           f"loadavg_at_start={' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     results = {}  # config -> impl -> list of result dicts
@@ -143,7 +145,8 @@ def main():
                 results[c][impl].append(res)
                 print(f"# config={c} round={r + 1} {impl}: train {res['train_samples_per_s']}/s "
                       f"infer {res['infer_samples_per_s']}/s peak {res['peak_rss_mib']} MiB "
-                      f"({res['wall_s']} s)", flush=True)
+                      f"({res['wall_s']} s)"
+                      + (f" OpenBLAS {res['blas_core']}" if "blas_core" in res else ""), flush=True)
     print(f"# loadavg_at_end={' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     med = {c: {impl: {} for impl in results[c]} for c in configs}
