@@ -68,12 +68,13 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride,
   Tensor xc = dense(x), wc = dense(w), bc = b.defined() ? dense(b) : Tensor();
   Tensor y = Tensor::empty({g.N, g.OC, g.OH(), g.OW()});
   const float* bias = bc.defined() ? bc.data() : nullptr;
+  const bool need_x = wants_grad(x), need_w = wants_grad(w), need_b = wants_grad(b);
   if (depthwise)
     kernels::depthwise_forward(g, xc.data(), wc.data(), bias, y.data());
-  else
-    kernels::conv2d_forward(g, xc.data(), wc.data(), bias, y.data());
+  else  // with no graph to record (inference), 1x1 layers on small planes may merge images
+    kernels::conv2d_forward(g, xc.data(), wc.data(), bias, y.data(),
+                            need_x || need_w || need_b ? kernels::ConvThreading::Auto : kernels::ConvThreading::Chunks);
 
-  const bool need_x = wants_grad(x), need_w = wants_grad(w), need_b = wants_grad(b);
   std::vector<Tensor> inputs{x, w};
   if (b.defined()) inputs.push_back(b);
   return record("conv2d", y, inputs,

@@ -102,9 +102,36 @@ int conv_threads(const Conv2dGeom& g) { return g.flops() >= kMinParallelFlops ? 
 // col2im, the neighbouring layers) the idle OpenMP threads spin while OpenBLAS's threads want the
 // same cores, and the im2col layer then ran up to 24x slower than its GEMM alone (bench/README.md).
 ConvThreading resolve(ConvThreading mode, int64_t items, int threads) {
-  if (mode != ConvThreading::Auto) return mode;
+  if (mode != ConvThreading::Auto && mode != ConvThreading::Chunks) return mode;
   if (threads <= 1 || items >= threads) return ConvThreading::Images;
   return ConvThreading::Columns;
+}
+
+// Images per product of a pointwise (1x1) layer in the Chunks mode. One product per image packs
+// the whole weight matrix (OC x C) for a plane of OH*OW columns: on the late layers of a 64x64
+// input (4x4 and 2x2 planes, up to 960 x 160 weights) the packing costs more than the
+// multiply-adds. Chunks put images side by side, [C][m * OH*OW] (a copy of the small planes), for
+// products of about kPointwiseColumns columns, at least one chunk per thread (inference at width
+// 1.0, 64x64, batch 32: 1.27x the samples per second, bench/README.md). Only for inference (the
+// functional layer asks for it when it records no graph): OpenBLAS may sum a wider product in
+// another order, and training keeps the bits the parity fixtures were checked with (their later
+// steps amplify rounding; tests/golden/README.md).
+constexpr int64_t kPointwiseColumns = 256;
+int64_t images_per_product(const Conv2dGeom& g, int threads) {
+  const int64_t ohw = g.OH() * g.OW();
+  if (ohw >= kPointwiseColumns) return 1;
+  const int64_t per_thread = (g.N + threads - 1) / std::max(threads, 1);
+  return std::max<int64_t>(1, std::min((kPointwiseColumns + ohw - 1) / ohw, per_thread));
+}
+
+// Images n0 .. n0+m-1 of a [N][rows][P] tensor side by side, dst [rows][m * P]; and back.
+void gather_images(const float* src, int64_t n0, int64_t m, int64_t rows, int64_t P, float* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < m; ++i) std::memcpy(dst + (r * m + i) * P, src + ((n0 + i) * rows + r) * P, sizeof(float) * P);
+}
+void scatter_images(const float* src, int64_t n0, int64_t m, int64_t rows, int64_t P, float* dst) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + ((n0 + i) * rows + r) * P, src + (r * m + i) * P, sizeof(float) * P);
 }
 
 // body(item) for item in [0, items): one parallel region with dynamic scheduling (per-image work is
@@ -220,6 +247,7 @@ void conv2d_forward(const Conv2dGeom& g, const float* x, const float* w, const f
   const int64_t HW = g.H * g.W, OHW = g.OH() * g.OW(), items = g.N * G;
   const bool pointwise = g.is_pointwise();
   const int T = conv_threads(g);
+  const bool chunks = mode == ConvThreading::Chunks && pointwise && G == 1 && images_per_product(g, T) > 1;
   mode = resolve(mode, items, T);
 
   // y_g[:, j0:j1] = w_g * col[:, j0:j1] (+ bias) for one (image n, group gi).
@@ -236,7 +264,24 @@ void conv2d_forward(const Conv2dGeom& g, const float* x, const float* w, const f
   };
   auto image = [&](int64_t n, int64_t gi) { return x + (n * g.C + gi * Cg) * HW; };
 
-  if (mode == ConvThreading::Images) {
+  if (chunks) {  // small planes: a chunk of images per product (see images_per_product)
+    BlasThreads blas(1);
+    const int64_t nb = images_per_product(g, T), C = g.C, OC = g.OC;
+    for_items(ceil_div(g.N, nb), T, [&](int64_t chunk) {
+      const int64_t n0 = chunk * nb, m = std::min(nb, g.N - n0), L = m * OHW;
+      float* X = scratch(0, C * L);
+      float* Y = scratch(1, OC * L);
+      gather_images(x, n0, m, C, OHW, X);
+      sgemm(false, false, OC, L, C, 1.f, w, C, X, L, 0.f, Y, L);
+      scatter_images(Y, n0, m, OC, OHW, y);
+      if (bias)
+        for (int64_t i = n0; i < n0 + m; ++i)
+          for (int64_t oc = 0; oc < OC; ++oc) {
+            float* __restrict row = y + (i * OC + oc) * OHW;
+            for (int64_t j = 0; j < OHW; ++j) row[j] += bias[oc];
+          }
+    });
+  } else if (mode == ConvThreading::Images) {
     BlasThreads blas(1);
     for_items(items, T, [&](int64_t item) {
       const int64_t n = item / G, gi = item % G;

@@ -73,6 +73,8 @@ enum class ConvThreading {
   Images,   // OpenMP over (image, group) products, single-threaded OpenBLAS
   Columns,  // each product split across OpenMP threads, single-threaded OpenBLAS
   Blas,     // products one after another, OpenBLAS threads the GEMM (im2col still uses OpenMP)
+  Chunks,   // forward of a 1x1 layer on small planes: chunks of images side by side, one product
+            // each (else as Auto). For inference: results differ from Auto's in the last bits.
 };
 
 // ---- im2col / col2im for one image and one group ------------------------------------------
