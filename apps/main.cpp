@@ -108,8 +108,13 @@ struct ConfigFlags {
                   "with --members K: network j trains on K-1 of K folds of the training records and validates "
                   "on fold j; the AHI calibration is fitted on these out-of-fold predictions");
     app->add_option("--validation-fraction", c.validation_fraction,
-                    "share of the training records held out for early stopping")
-        ->capture_default_str();
+                    "share of the apnea model's training records held out for early stopping")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 0.9));
+    app->add_option("--sleep-validation-fraction", c.sleep_validation_fraction,
+                    "the same for the sleep model (0: no early stopping, every epoch on every training night)")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 0.9));
   }
 
   RunConfig resolve() {

@@ -512,6 +512,18 @@ TEST(Pipeline, RunConfigReadsRunsMadeBeforeEnsembles) {
   EXPECT_THROW(RunConfig::from_json(j, "test"), Error);
 }
 
+TEST(Pipeline, RunConfigKeepsTheSleepValidationShareAndReadsOlderRuns) {
+  RunConfig c = RunConfig::defaults();
+  EXPECT_EQ(c.sleep_validation_fraction, 0.0);  // the sleep model trains on every training night
+  EXPECT_GT(c.validation_fraction, 0.0);        // the apnea model early-stops on held-out records
+  c.sleep_validation_fraction = 0.25;
+  nlohmann::json j = c.to_json();
+  EXPECT_EQ(RunConfig::from_json(j, "run.json").sleep_validation_fraction, 0.25);
+  j.erase("sleep_validation_fraction");  // runs made before it: the apnea model's share, as they were trained
+  j["validation_fraction"] = 0.2;
+  EXPECT_EQ(RunConfig::from_json(j, "run.json").sleep_validation_fraction, 0.2);
+}
+
 TEST(Pipeline, RunDirectoryOfAnotherVersionIsRefused) {
   fs::path run = temp_dir("version");
   std::ofstream(run / "run.json") << R"({"format": "sleepnet-run-0", "status": "finished", "config": {}})";

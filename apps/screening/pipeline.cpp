@@ -134,6 +134,7 @@ json RunConfig::to_json() const {
               {"apnea", apnea.to_json()},
               {"sleep", sleep.to_json()},
               {"validation_fraction", validation_fraction},
+              {"sleep_validation_fraction", sleep_validation_fraction},
               {"smooth_windows", smooth_windows},
               {"smooth_sleep_epochs", smooth_sleep_epochs},
               {"hmm", hmm},
@@ -152,6 +153,8 @@ RunConfig RunConfig::from_json(const json& j, const std::string& source) {
     c.apnea = ModelConfig::from_json(j.at("apnea"), source);
     c.sleep = ModelConfig::from_json(j.at("sleep"), source);
     c.validation_fraction = j.at("validation_fraction");
+    // Runs made before it existed held out the same share of sleep records as of apnea records.
+    c.sleep_validation_fraction = j.value("sleep_validation_fraction", c.validation_fraction);
     c.smooth_windows = j.at("smooth_windows");
     c.smooth_sleep_epochs = j.value("smooth_sleep_epochs", 0);  // runs made before it existed: off
     c.hmm = j.value("hmm", false);  // runs made before it existed: off
@@ -394,11 +397,12 @@ std::unique_ptr<nn::MobileNetV2> train_network(const ModelConfig& m, uint64_t se
 }
 
 // A model's networks (RunConfig::members, cross_fit): network j has seed + j and, as its
-// validation records, either a random share (validation_fraction, seeded with seed + j) or fold j
+// validation records, either a random share (`validation_fraction`: RunConfig's
+// validation_fraction or sleep_validation_fraction; seeded with seed + j) or fold j
 // of a K-fold split by record (cross_fit). `held_out[j]` receives network j's validation records
 // (dataset record indices): the records it never trained on.
-Ensemble train_ensemble(const ModelConfig& m, const data::Dataset& ds, const RunConfig& c, const std::string& dir,
-                        const std::string& name, bool resume, std::vector<TrainingLog>* logs,
+Ensemble train_ensemble(const ModelConfig& m, const data::Dataset& ds, const RunConfig& c, double validation_fraction,
+                        const std::string& dir, const std::string& name, bool resume, std::vector<TrainingLog>* logs,
                         std::vector<std::vector<int>>* held_out) {
   const int K = c.members;
   const bool folds_split = c.cross_fit && K >= 2;
@@ -422,7 +426,7 @@ Ensemble train_ensemble(const ModelConfig& m, const data::Dataset& ds, const Run
       split.train = folds[j].train;
       split.validation = folds[j].test;
     } else {
-      split = train_validation_split(ds, c.validation_fraction, seed);
+      split = train_validation_split(ds, validation_fraction, seed);
     }
     const std::string member_dir = K < 2 ? dir : (fs::path(dir) / fmt::format("member{}", j + 1)).string();
     const std::string member_name = K < 2 ? name : fmt::format("{} member {}", name, j + 1);
@@ -702,12 +706,14 @@ Models train_models(const RunConfig& c, const std::vector<data::Record>& apnea_r
         fmt::print(stderr, "apnea chain: prior {:.3f}, P(stay normal) {:.3f}, P(stay apnea) {:.3f}\n", m.apnea_chain.prior,
                    m.apnea_chain.stay0, m.apnea_chain.stay1);
     }
-    m.apnea = train_ensemble(c.apnea, ds, c, (fs::path(work_dir) / "apnea").string(), "apnea", resume, logs, &held_out);
+    m.apnea = train_ensemble(c.apnea, ds, c, c.validation_fraction, (fs::path(work_dir) / "apnea").string(), "apnea",
+                             resume, logs, &held_out);
   }
   if (!sleep_records.empty()) {
     data::Dataset ds = data::build_dataset(sleep_records, dataset_options(c.sleep, c.cache_dir, data::Target::Sleep, false));
     if (c.progress) fmt::print(stderr, "sleep dataset: {}\n", ds.stats().to_string());
-    m.sleep = train_ensemble(c.sleep, ds, c, (fs::path(work_dir) / "sleep").string(), "sleep", resume, logs, nullptr);
+    m.sleep = train_ensemble(c.sleep, ds, c, c.sleep_validation_fraction, (fs::path(work_dir) / "sleep").string(),
+                             "sleep", resume, logs, nullptr);
   }
   // AHI calibration on the training records only: on the predictions of the networks that trained
   // on them, or with cross_fit, each record predicted by the member that never saw it (the sleep
