@@ -309,10 +309,12 @@ TrainSummary train_model(nn::MobileNetV2& model, const data::Dataset& ds, const 
     e.learning_rate = opt.lr();
     e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.log.epochs.push_back(e);
-    if (o.progress)
-      bar.finish(fmt::format("loss {:.4f}  val loss {:.4f} acc {:.3f} auc {:.3f}", e.train_loss, v.loss, v.accuracy, v.auc));
-
     const bool has_val = !val.empty();
+    if (o.progress)
+      bar.finish(has_val ? fmt::format("loss {:.4f}  val loss {:.4f} acc {:.3f} auc {:.3f}", e.train_loss, v.loss,
+                                       v.accuracy, v.auc)
+                         : fmt::format("loss {:.4f}  (no validation records)", e.train_loss));
+
     if (!has_val || v.score > s.best_score) {
       s.best_score = has_val ? v.score : 0.0;
       s.best_epoch = epoch;
