@@ -10,7 +10,8 @@
 //       single-threaded sgemm) and "/blas" (one image after another, OpenBLAS's threads). The
 //       better of the two is the yardstick (bench/kernel_table.py).
 // With --modes, conv_fwd_mode/<Images|Columns|Blas>/... times each threading strategy of
-// conv2d_forward (the measurement behind ConvThreading::Auto; see bench/README.md).
+// conv2d_forward (the measurement behind ConvThreading::Auto; see bench/README.md), and
+// conv_fwd_mode/Chunks/... the forward of each 1x1 layer as inference runs it.
 //
 // Example: bench_kernels_conv --sizes=64 --batches=32 --threads=2 --benchmark_min_time=0.05
 #include <string>
@@ -122,6 +123,12 @@ void register_all(const Options& o) {
                 sgemm_bench(s, yname, l.geom, p, t, images);
               });
             }
+          }
+          if (o.modes && l.geom.is_pointwise()) {  // inference's mode for 1x1 layers (forward only)
+            const std::string name = std::string("conv_") + pass_name(Pass::Forward) + "_mode/Chunks/" + suffix;
+            add(name, [=](benchmark::State& s) {
+              conv_bench(s, name, l.geom, Pass::Forward, t, ConvThreading::Chunks);
+            });
           }
           if (o.modes && t > 1)
             for (ConvThreading m : {ConvThreading::Images, ConvThreading::Columns, ConvThreading::Blas})
