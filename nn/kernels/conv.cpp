@@ -112,14 +112,20 @@ ConvThreading resolve(ConvThreading mode, int64_t items, int threads) {
 // input (4x4 and 2x2 planes, up to 960 x 160 weights) the packing costs more than the
 // multiply-adds. Chunks put images side by side, [C][m * OH*OW] (a copy of the small planes), for
 // products of about kPointwiseColumns columns, at least one chunk per thread (inference at width
-// 1.0, 64x64, batch 32: 1.27x the samples per second, bench/README.md). Only for inference (the
+// 1.0, 64x64, batch 32: 1.5x the samples per second, bench/README.md). Only for inference (the
 // functional layer asks for it when it records no graph): OpenBLAS may sum a wider product in
 // another order, and training keeps the bits the parity fixtures were checked with (their later
 // steps amplify rounding; tests/golden/README.md).
+//
+// Worth it when packing the weights (OC x C floats per image) costs more than the copies in and out
+// (C + OC floats per pixel): planes below OC*C / (OC + C) pixels. Measured (bench_kernels_conv
+// --modes, 64x64 at batch 32, width 1.0, AMD EPYC, OpenBLAS Haswell kernels): 2x2 planes
+// 2.4-2.7x faster, 4x4 planes 1.03-1.16x, 8x8 planes of 144 -> 32 or 32 -> 192 channels (64
+// pixels, above the bound's 26-28) 6-12 % slower, so those keep one image per product.
 constexpr int64_t kPointwiseColumns = 256;
 int64_t images_per_product(const Conv2dGeom& g, int threads) {
   const int64_t ohw = g.OH() * g.OW();
-  if (ohw >= kPointwiseColumns) return 1;
+  if (ohw >= kPointwiseColumns || ohw * (g.OC + g.C) >= g.OC * g.C) return 1;
   const int64_t per_thread = (g.N + threads - 1) / std::max(threads, 1);
   return std::max<int64_t>(1, std::min((kPointwiseColumns + ohw - 1) / ohw, per_thread));
 }
