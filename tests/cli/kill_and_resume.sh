@@ -5,14 +5,18 @@
 # moment (here: at several moments spread over the run, image building and checkpoint writes
 # included) and continued with `--resume` ends with exactly what an uninterrupted run with the same
 # seed and threads ends with: the same best and last checkpoints (byte for byte), the same
-# calibration and the same evaluation metrics. A small configuration (four records, width 0.35,
-# 32x32 images) keeps it to seconds.
+# calibration and the same evaluation metrics, for both models (the sleep model, trained without
+# validation nights by default, is killed once mid-training on purpose). A small configuration
+# (four apnea records, three sleep records, width 0.35, 32x32 images) keeps it to seconds.
 set -euo pipefail
 app=$(readlink -f "$1")
 work=$2
 data=${SLEEPNET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/data/physionet/apnea-ecg
 rm -rf "$work" && mkdir -p "$work"
-flags=(--apnea-data "$data" --records a01 b01 c01 a02 --no-sleep-model --epochs 3 --patience 0
+# Both models: the apnea model early-stops on a validation record, the sleep model (by default)
+# holds no night out.
+flags=(--apnea-data "$data" --records a01 b01 c01 a02 --epochs 3 --patience 0
+       --sleep-data "$(dirname "$data")/slpdb" --sleep-records slp01a slp02a slp03 --sleep-epochs 3
        --width 0.35 --image-size 32 --batch-size 64 --threads 1 --seed 11 --validation-fraction 0.25)
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -27,6 +31,7 @@ echo "uninterrupted run: ${total_ms} ms"
 # uninterrupted run's time after each start or resume, then resumed until it finishes.
 attempt=0
 for pct in 10 35 30; do
+  grep -q '"finished"' "$work/b/run.json" 2> /dev/null && break
   attempt=$((attempt + 1))
   resume=(); [ -e "$work/b/run.json" ] && resume=(--resume)
   SLEEPNET_CACHE="$work/cache-b" "$app" train --out "$work/b" "${resume[@]}" "${flags[@]}" 2> "$work/b$attempt.log" &
@@ -40,6 +45,20 @@ for pct in 10 35 30; do
     echo "attempt $attempt: finished before the kill"
   fi
 done
+# Once more, killed as soon as the sleep model (trained without validation nights) has finished
+# its first epoch, so that the last resume continues the sleep model too.
+if ! grep -q '"finished"' "$work/b/run.json" 2> /dev/null; then
+  resume=(); [ -e "$work/b/run.json" ] && resume=(--resume)
+  SLEEPNET_CACHE="$work/cache-b" "$app" train --out "$work/b" "${resume[@]}" "${flags[@]}" 2> "$work/b-sleep.log" &
+  pid=$!
+  for _ in $(seq 3000); do  # up to a minute
+    tr '\r' '\n' < "$work/b-sleep.log" | grep -q "^sleep epoch 1/3 .* loss" && break
+    kill -0 "$pid" 2> /dev/null || break
+    sleep 0.02
+  done
+  kill -KILL "$pid" 2> /dev/null || true
+  wait "$pid" 2> /dev/null || true
+fi
 resume=(); [ -e "$work/b/run.json" ] && resume=(--resume)
 if ! grep -q '"finished"' "$work/b/run.json" 2> /dev/null; then
   SLEEPNET_CACHE="$work/cache-b" "$app" train --out "$work/b" "${resume[@]}" "${flags[@]}" 2> "$work/b-last.log" ||
@@ -50,11 +69,15 @@ fi
 # log differs only in the seconds each epoch took, so the logs are compared without that column.
 tensors() { local n; n=$(od -An -tu8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
 tr '\r' '\n' < <(cat "$work"/b*.log) | grep -h "resuming after" || echo "(no attempt got past its first epoch)"
+tr '\r' '\n' < <(cat "$work"/b*.log) | grep -q "^sleep: resuming after epoch" ||
+  fail "the sleep model was never interrupted and resumed: $(tr '\r' '\n' < "$work/b-sleep.log" | grep -a "epoch" | tail -2)"
 
-for f in apnea/best.safetensors apnea/checkpoint.safetensors; do
+for f in apnea/best.safetensors apnea/checkpoint.safetensors sleep/best.safetensors sleep/checkpoint.safetensors; do
   cmp -s <(tensors "$work/a/$f") <(tensors "$work/b/$f") || fail "$f: the tensors differ between the uninterrupted and the resumed run"
 done
-cmp -s <(cut -d, -f1-6 "$work/a/apnea/log.csv") <(cut -d, -f1-6 "$work/b/apnea/log.csv") || fail "apnea/log.csv differs"
+for m in apnea sleep; do
+  cmp -s <(cut -d, -f1-6 "$work/a/$m/log.csv") <(cut -d, -f1-6 "$work/b/$m/log.csv") || fail "$m/log.csv differs"
+done
 cmp -s "$work/a/calibration.json" "$work/b/calibration.json" || fail "calibration.json differs"
 for run in a b; do
   "$app" evaluate --run "$work/$run" --data "$data" --records a03 b02 c02 --out "$work/$run-report" > "$work/$run-eval.txt" 2>&1 ||
