@@ -285,15 +285,24 @@ TEST(KernelsConv, EveryThreadCountMatchesRef) {
 }
 
 TEST(KernelsConv, PointwiseOnSmallPlanesInChunksOfImagesMatchesRef) {
-  // Chunks: 1x1 layers on small planes run a chunk of images per product (conv.cpp,
-  // images_per_product): 9 images in chunks of 9, 5 + 4, 3 + 3 + 3 and 3 x 2 + 1 ... over 1-4
-  // threads; planes of 2x3, 4x4 and 7x7 (chunks of up to 4), with and without bias. The last
-  // geometry's weights are too small to be worth it (one image per product), and the backward
-  // passes always fall back to Auto.
+  // Chunks: 1x1 layers on small planes run a chunk of images per product (chunk_images): 9
+  // images in chunks of 9, 5 + 4, 3 + 3 + 3 and 3 x 2 + 1 ... over 1-4 threads; planes of 2x3,
+  // 4x4 and 7x7 (chunks of up to 4), with and without bias. The last geometry's weights are too
+  // small to be worth it (one image per product), and the backward passes always fall back to Auto.
+  const Conv2dGeom chunked[] = {geom(9, 160, 4, 4, 96, 1, 1, 0, 1), geom(9, 96, 2, 3, 200, 1, 1, 0, 1),
+                                geom(4, 120, 7, 7, 130, 1, 1, 0, 1)};
+  const Conv2dGeom unchunked = geom(3, 8, 2, 2, 5, 1, 1, 0, 1);
+  EXPECT_EQ(chunk_images(chunked[0], 1), 9);
+  EXPECT_EQ(chunk_images(chunked[0], 2), 5);
+  EXPECT_EQ(chunk_images(chunked[0], 4), 3);
+  EXPECT_EQ(chunk_images(chunked[1], 3), 3);
+  EXPECT_EQ(chunk_images(chunked[2], 1), 4);
+  EXPECT_EQ(chunk_images(unchunked, 1), 1);
+  EXPECT_EQ(chunk_images(geom(9, 160, 4, 4, 96, 3, 1, 1, 1), 1), 1);  // not 1x1
+  EXPECT_EQ(chunk_images(geom(9, 160, 16, 16, 96, 1, 1, 0, 1), 1), 1);  // 256 pixels
   const int saved = omp_get_max_threads();
   uint64_t seed = 3500;
-  for (const Conv2dGeom& g : {geom(9, 160, 4, 4, 96, 1, 1, 0, 1), geom(9, 96, 2, 3, 200, 1, 1, 0, 1),
-                              geom(4, 120, 7, 7, 130, 1, 1, 0, 1), geom(3, 8, 2, 2, 5, 1, 1, 0, 1)})
+  for (const Conv2dGeom& g : {chunked[0], chunked[1], chunked[2], unchunked})
     for (int t : {1, 2, 3, 4}) {
       omp_set_num_threads(t);
       check_against_ref(g, ConvThreading::Chunks, seed++, "threads " + std::to_string(t));

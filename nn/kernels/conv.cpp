@@ -107,29 +107,6 @@ ConvThreading resolve(ConvThreading mode, int64_t items, int threads) {
   return ConvThreading::Columns;
 }
 
-// Images per product of a pointwise (1x1) layer in the Chunks mode. One product per image packs
-// the whole weight matrix (OC x C) for a plane of OH*OW columns: on the late layers of a 64x64
-// input (4x4 and 2x2 planes, up to 960 x 160 weights) the packing costs more than the
-// multiply-adds. Chunks put images side by side, [C][m * OH*OW] (a copy of the small planes), for
-// products of about kPointwiseColumns columns, at least one chunk per thread (inference at width
-// 1.0, 64x64, batch 32: 1.5x the samples per second, bench/README.md). Only for inference (the
-// functional layer asks for it when it records no graph): OpenBLAS may sum a wider product in
-// another order, and training keeps the bits the parity fixtures were checked with (their later
-// steps amplify rounding; tests/golden/README.md).
-//
-// Worth it when packing the weights (OC x C floats per image) costs more than the copies in and out
-// (C + OC floats per pixel): planes below OC*C / (OC + C) pixels. Measured (bench_kernels_conv
-// --modes, 64x64 at batch 32, width 1.0, AMD EPYC, OpenBLAS Haswell kernels): 2x2 planes
-// 2.4-2.7x faster, 4x4 planes 1.03-1.16x, 8x8 planes of 144 -> 32 or 32 -> 192 channels (64
-// pixels, above the bound's 26-28) 6-12 % slower, so those keep one image per product.
-constexpr int64_t kPointwiseColumns = 256;
-int64_t images_per_product(const Conv2dGeom& g, int threads) {
-  const int64_t ohw = g.OH() * g.OW();
-  if (ohw >= kPointwiseColumns || ohw * (g.OC + g.C) >= g.OC * g.C) return 1;
-  const int64_t per_thread = (g.N + threads - 1) / std::max(threads, 1);
-  return std::max<int64_t>(1, std::min((kPointwiseColumns + ohw - 1) / ohw, per_thread));
-}
-
 // Images n0 .. n0+m-1 of a [N][rows][P] tensor side by side, dst [rows][m * P]; and back.
 void gather_images(const float* src, int64_t n0, int64_t m, int64_t rows, int64_t P, float* dst) {
   for (int64_t r = 0; r < rows; ++r)
@@ -169,6 +146,33 @@ std::pair<int64_t, int64_t> chunk(int64_t n, int64_t parts, int64_t t, int64_t a
 }
 
 }  // namespace
+
+// chunk_images (conv.h): images per product of a 1x1 layer in the Chunks mode. One product per
+// image packs the whole weight matrix (OC x C) for a plane of OH*OW columns: on the late layers of a 64x64
+// input (4x4 and 2x2 planes, up to 960 x 160 weights) the packing costs more than the
+// multiply-adds. Chunks put images side by side, [C][m * OH*OW] (a copy of the small planes), for
+// products of about kPointwiseColumns columns, at least one chunk per thread (inference at width
+// 1.0, 64x64, batch 32: 1.5x the samples per second, bench/README.md). Only for inference (the
+// functional layer asks for it when it records no graph): OpenBLAS may sum a wider product in
+// another order, and training keeps the bits the parity fixtures were checked with (their later
+// steps amplify rounding; tests/golden/README.md).
+//
+// Worth it when packing the weights (OC x C floats per image) costs more than the copies in and out
+// (C + OC floats per pixel): planes below OC*C / (OC + C) pixels. Measured (bench_kernels_conv
+// --modes, 64x64 at batch 32, width 1.0, AMD EPYC, OpenBLAS Haswell kernels): 2x2 planes
+// 2.4-2.7x faster, 4x4 planes 1.03-1.16x, 8x8 planes of 144 -> 32 or 32 -> 192 channels (64
+// pixels, above the bound's 26-28) 6-12 % slower, so those keep one image per product.
+namespace {
+constexpr int64_t kPointwiseColumns = 256;
+}  // namespace
+
+int64_t chunk_images(const Conv2dGeom& g, int threads) {
+  const int64_t ohw = g.OH() * g.OW();
+  if (!g.is_pointwise() || g.groups != 1) return 1;
+  if (ohw >= kPointwiseColumns || ohw * (g.OC + g.C) >= g.OC * g.C) return 1;
+  const int64_t per_thread = (g.N + threads - 1) / std::max(threads, 1);
+  return std::max<int64_t>(1, std::min((kPointwiseColumns + ohw - 1) / ohw, per_thread));
+}
 
 // ---- geometry ------------------------------------------------------------------------------------
 
@@ -253,7 +257,7 @@ void conv2d_forward(const Conv2dGeom& g, const float* x, const float* w, const f
   const int64_t HW = g.H * g.W, OHW = g.OH() * g.OW(), items = g.N * G;
   const bool pointwise = g.is_pointwise();
   const int T = conv_threads(g);
-  const bool chunks = mode == ConvThreading::Chunks && pointwise && G == 1 && images_per_product(g, T) > 1;
+  const int64_t nb = mode == ConvThreading::Chunks ? chunk_images(g, T) : 1;  // images per product
   mode = resolve(mode, items, T);
 
   // y_g[:, j0:j1] = w_g * col[:, j0:j1] (+ bias) for one (image n, group gi).
@@ -270,22 +274,21 @@ void conv2d_forward(const Conv2dGeom& g, const float* x, const float* w, const f
   };
   auto image = [&](int64_t n, int64_t gi) { return x + (n * g.C + gi * Cg) * HW; };
 
-  if (chunks) {  // small planes: a chunk of images per product (see images_per_product)
+  if (nb > 1) {  // small planes: a chunk of images per product (see chunk_images)
     BlasThreads blas(1);
-    const int64_t nb = images_per_product(g, T), C = g.C, OC = g.OC;
+    const int64_t C = g.C, OC = g.OC;
     for_items(ceil_div(g.N, nb), T, [&](int64_t chunk) {
       const int64_t n0 = chunk * nb, m = std::min(nb, g.N - n0), L = m * OHW;
       float* X = scratch(0, C * L);
       float* Y = scratch(1, OC * L);
       gather_images(x, n0, m, C, OHW, X);
       sgemm(false, false, OC, L, C, 1.f, w, C, X, L, 0.f, Y, L);
+      if (bias)  // row oc of the chunk's product holds output channel oc of all m images
+        for (int64_t oc = 0; oc < OC; ++oc) {
+          float* __restrict row = Y + oc * L;
+          for (int64_t j = 0; j < L; ++j) row[j] += bias[oc];
+        }
       scatter_images(Y, n0, m, OC, OHW, y);
-      if (bias)
-        for (int64_t i = n0; i < n0 + m; ++i)
-          for (int64_t oc = 0; oc < OC; ++oc) {
-            float* __restrict row = y + (i * OC + oc) * OHW;
-            for (int64_t j = 0; j < OHW; ++j) row[j] += bias[oc];
-          }
     });
   } else if (mode == ConvThreading::Images) {
     BlasThreads blas(1);

@@ -67,6 +67,11 @@ struct Conv2dGeom {
   void validate(const char* who) const;
 };
 
+// Images the Chunks mode multiplies in one product for this layer on `threads` threads: more than
+// one only for an ungrouped 1x1 layer on a plane small enough for it to pay (conv.cpp); 1 means
+// one image per product, as in every other mode.
+int64_t chunk_images(const Conv2dGeom& g, int threads);
+
 // Square-kernel shorthand: Conv2dGeom for kernel k, stride s, padding p in both directions.
 Conv2dGeom conv2d_geom(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t k,
                        int64_t stride, int64_t padding, int64_t groups = 1);
