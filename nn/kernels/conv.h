@@ -31,7 +31,7 @@
 // im2col layer. Inference asks for Chunks: a 1x1 layer on a small plane multiplies several images
 // side by side, so its weights are packed once per chunk instead of once per image (1.5x the
 // inference throughput at width 1.0, 64x64, batch 32); training does not (it would change the
-// rounding of the gradients; conv.cpp, images_per_product).
+// rounding of the gradients; chunk_images).
 //
 // Every optimized function has a `_ref` twin: plain loops, no OpenMP, no BLAS (sgemm_ref), kept
 // for the tests.
