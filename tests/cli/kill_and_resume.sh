@@ -45,14 +45,16 @@ for pct in 10 35 30; do
     echo "attempt $attempt: finished before the kill"
   fi
 done
-# Once more, killed as soon as the sleep model (trained without validation nights) has finished
-# its first epoch, so that the last resume continues the sleep model too.
+# Once more, killed as soon as the sleep model (trained without validation nights) has written the
+# checkpoint of its first epoch, so that the last resume continues the sleep model too. The
+# checkpoint file, not the progress line: the line is printed before the checkpoint is written, and
+# a kill between the two leaves nothing to resume from (the sleep model then starts afresh).
 if ! grep -q '"finished"' "$work/b/run.json" 2> /dev/null; then
   resume=(); [ -e "$work/b/run.json" ] && resume=(--resume)
   SLEEPNET_CACHE="$work/cache-b" "$app" train --out "$work/b" "${resume[@]}" "${flags[@]}" 2> "$work/b-sleep.log" &
   pid=$!
   for _ in $(seq 3000); do  # up to a minute
-    tr '\r' '\n' < "$work/b-sleep.log" | grep -q "^sleep epoch 1/3 .* loss" && break
+    [ -e "$work/b/sleep/checkpoint.safetensors" ] && break  # renamed into place whole
     kill -0 "$pid" 2> /dev/null || break
     sleep 0.02
   done
