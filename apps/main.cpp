@@ -111,6 +111,10 @@ struct ConfigFlags {
                     "share of the apnea model's training records held out for early stopping")
         ->capture_default_str()
         ->check(CLI::Range(0.0, 0.9));
+    app->add_flag("--apnea-sleep-nights,!--no-apnea-sleep-nights", c.apnea_sleep_nights,
+                  "the apnea model also trains on the sleep model's training nights (their respiratory events "
+                  "as apnea minutes); never in the AHI calibration")
+        ->capture_default_str();
     app->add_option("--sleep-validation-fraction", c.sleep_validation_fraction,
                     "the same for the sleep model (0: no early stopping, every epoch on every training night)")
         ->capture_default_str()
@@ -155,6 +159,9 @@ struct ConfigFlags {
     if (sleep_epochs > 0) c.sleep.train.epochs = sleep_epochs;
     if (context_s >= 0) c.apnea.data.spectrogram.context_s = context_s;
     if (sleep_context_s >= 0) c.sleep.data.spectrogram.context_s = sleep_context_s;
+    if (c.apnea_sleep_nights && c.sleep_dir.empty())
+      throw Error("--apnea-sleep-nights trains the apnea model on the sleep model's nights too: it needs the sleep "
+                  "data (drop --no-sleep-model, or add --no-apnea-sleep-nights)");
     return c;
   }
 };

@@ -524,6 +524,15 @@ TEST(Pipeline, RunConfigKeepsTheSleepValidationShareAndReadsOlderRuns) {
   EXPECT_EQ(RunConfig::from_json(j, "run.json").sleep_validation_fraction, 0.2);
 }
 
+TEST(Pipeline, RunConfigKeepsWhetherTheApneaModelTrainsOnSleepNights) {
+  RunConfig c = RunConfig::defaults();
+  c.apnea_sleep_nights = !c.apnea_sleep_nights;
+  nlohmann::json j = c.to_json();
+  EXPECT_EQ(RunConfig::from_json(j, "run.json").apnea_sleep_nights, c.apnea_sleep_nights);
+  j.erase("apnea_sleep_nights");  // runs made before it: the apnea model trained on apnea records only
+  EXPECT_FALSE(RunConfig::from_json(j, "run.json").apnea_sleep_nights);
+}
+
 TEST(Pipeline, RunDirectoryOfAnotherVersionIsRefused) {
   fs::path run = temp_dir("version");
   std::ofstream(run / "run.json") << R"({"format": "sleepnet-run-0", "status": "finished", "config": {}})";

@@ -135,6 +135,7 @@ json RunConfig::to_json() const {
               {"sleep", sleep.to_json()},
               {"validation_fraction", validation_fraction},
               {"sleep_validation_fraction", sleep_validation_fraction},
+              {"apnea_sleep_nights", apnea_sleep_nights},
               {"smooth_windows", smooth_windows},
               {"smooth_sleep_epochs", smooth_sleep_epochs},
               {"hmm", hmm},
@@ -155,6 +156,7 @@ RunConfig RunConfig::from_json(const json& j, const std::string& source) {
     c.validation_fraction = j.at("validation_fraction");
     // Runs made before it existed held out the same share of sleep records as of apnea records.
     c.sleep_validation_fraction = j.value("sleep_validation_fraction", c.validation_fraction);
+    c.apnea_sleep_nights = j.value("apnea_sleep_nights", false);  // runs made before it existed: off
     c.smooth_windows = j.at("smooth_windows");
     c.smooth_sleep_epochs = j.value("smooth_sleep_epochs", 0);  // runs made before it existed: off
     c.hmm = j.value("hmm", false);  // runs made before it existed: off
@@ -695,8 +697,15 @@ Models train_models(const RunConfig& c, const std::vector<data::Record>& apnea_r
   std::vector<std::vector<int>> held_out;  // per apnea network: the records it never trained on
   std::vector<std::string> apnea_ids;
   {
+    std::vector<data::Record> train_records = apnea_records;
+    if (c.apnea_sleep_nights) {
+      if (sleep_records.empty())
+        throw Error("--apnea-sleep-nights: the apnea model is to train on the sleep model's nights, but there are "
+                    "none (no sleep data, or --no-sleep-model)");
+      train_records.insert(train_records.end(), sleep_records.begin(), sleep_records.end());
+    }
     data::Dataset ds =
-        data::build_dataset(as_minutes(apnea_records), dataset_options(c.apnea, c.cache_dir, data::Target::Apnea, false));
+        data::build_dataset(as_minutes(train_records), dataset_options(c.apnea, c.cache_dir, data::Target::Apnea, false));
     if (c.progress) fmt::print(stderr, "apnea dataset: {}\n", ds.stats().to_string());
     for (const auto& r : ds.records()) apnea_ids.push_back(r.id);
     if (c.hmm) {

@@ -55,6 +55,10 @@ struct RunConfig {
   // (instead of 11-12, early-stopped on the other 3) gained on each of four seeds in the 5-fold CV
   // (README, sleep model designs).
   double sleep_validation_fraction = 0.0;
+  // The apnea model also trains on the sleep model's training nights (slpdb and the like: their 30-s
+  // epochs' respiratory events as apnea minutes, as_minutes below). Those nights never count in the
+  // AHI calibration (their reference AHI is counted differently) and are never apnea test records.
+  bool apnea_sleep_nights = false;
   // Ensembles: members = K >= 2 makes each model (apnea, sleep) K networks whose probabilities are
   // averaged. By default network j has its own seed (seed + j: initialisation, batch order,
   // dropout) and its own random train / validation split of the records (same fraction). With

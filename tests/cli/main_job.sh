@@ -56,6 +56,18 @@ if "$app" train --out "$work/sv2" "${sflags[@]}" --sleep-validation-fraction 1.5
   fail "--sleep-validation-fraction 1.5 was accepted"
 fi
 
+# --apnea-sleep-nights: the apnea model trains on the 3 apnea records and the 5 sleep nights (8
+# records between its training and validation sets); without sleep data it is refused.
+"$app" train --out "$work/asn" "${sflags[@]}" --apnea-sleep-nights > "$work/asn.txt" 2>&1 ||
+  fail "train --apnea-sleep-nights: $(tail -3 "$work/asn.txt")"
+n=$(sed -n 's/^apnea model: .* from \([0-9]*\) records, .* from \([0-9]*\) records$/\1 + \2/p' "$work/asn.txt")
+[ -n "$n" ] && [ $((n)) -eq 8 ] || fail "--apnea-sleep-nights: the apnea model did not train on 3 + 5 records: $(grep "model:" "$work/asn.txt")"
+grep -q '"apnea_sleep_nights": true' "$work/asn/run.json" || fail "run.json lacks apnea_sleep_nights"
+if "$app" train --out "$work/asn2" "${sflags[@]}" --apnea-sleep-nights --no-sleep-model > "$work/asn2.txt" 2>&1; then
+  fail "--apnea-sleep-nights without sleep data was accepted"
+fi
+grep -q "apnea-sleep-nights.*needs the sleep data" "$work/asn2.txt" || fail "no clear refusal: $(tail -2 "$work/asn2.txt")"
+
 # A directory that is not a run is never written into.
 mkdir -p "$work/mine" && echo "my notes" > "$work/mine/notes.txt"
 if "$app" main --out "$work/mine" "${flags[@]}" > "$work/mine.txt" 2>&1; then fail "main wrote into a foreign directory"; fi
