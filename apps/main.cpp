@@ -55,6 +55,7 @@ struct ConfigFlags {
   double f_max = -1;
   double min_coverage = -1, weight_decay = -1, dropout = -1, mixup = -1;
   int time_shift = -1;
+  int members = 0, sleep_members = 0;  // 0: not given
 
   void add(CLI::App* app) {
     app->add_option("--apnea-data", c.apnea_dir, "Apnea-ECG-style database directory")->capture_default_str();
@@ -100,9 +101,13 @@ struct ConfigFlags {
     app->add_option("--threads", c.threads, "threads (0: OpenMP's default)");
     app->add_option("--cache", c.cache_dir, "image cache directory")->capture_default_str();
     app->add_flag("--no-cache", no_cache, "do not cache images on disk");
-    app->add_option("--members", c.members,
-                    "networks per model, probabilities averaged (each its own seed and validation records)")
-        ->capture_default_str()
+    app->add_option("--members", members,
+                    fmt::format("networks per model, probabilities averaged (each its own seed and validation "
+                                "records) [default: {}]",
+                                c.members))
+        ->check(CLI::Range(1, 50));
+    app->add_option("--sleep-members", sleep_members,
+                    fmt::format("networks of the sleep model (overrides --members for it) [default: {}]", c.sleep_members))
         ->check(CLI::Range(1, 50));
     app->add_flag("--cross-fit", c.cross_fit,
                   "with --members K: network j trains on K-1 of K folds of the training records and validates "
@@ -125,6 +130,8 @@ struct ConfigFlags {
     if (no_sleep) c.sleep_dir.clear();
     if (no_cache) c.cache_dir.clear();
     if (no_hmm) c.hmm = false;
+    if (members > 0) c.members = c.sleep_members = members;
+    if (sleep_members > 0) c.sleep_members = sleep_members;
     for (ModelConfig* m : {&c.apnea, &c.sleep}) {
       if (image_size > 0) m->data.spectrogram.height = m->data.spectrogram.width = image_size;
       if (batch > 0) m->train.batch_size = batch;

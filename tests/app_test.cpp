@@ -512,6 +512,24 @@ TEST(Pipeline, RunConfigReadsRunsMadeBeforeEnsembles) {
   EXPECT_THROW(RunConfig::from_json(j, "test"), Error);
 }
 
+TEST(Pipeline, RunConfigKeepsTheSleepModelsOwnNetworkCount) {
+  RunConfig c = RunConfig::defaults();
+  c.members = 2;
+  c.sleep_members = 3;
+  nlohmann::json j = c.to_json();
+  EXPECT_EQ(RunConfig::from_json(j, "run.json").members, 2);
+  EXPECT_EQ(RunConfig::from_json(j, "run.json").sleep_members, 3);
+  j.erase("sleep_members");  // runs made before it: as many sleep networks as apnea networks
+  EXPECT_EQ(RunConfig::from_json(j, "run.json").sleep_members, 2);
+  j["sleep_members"] = 51;
+  try {
+    RunConfig::from_json(j, "run.json");
+    FAIL() << "sleep_members = 51 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sleep_members = 51"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Pipeline, RunConfigKeepsTheSleepValidationShareAndReadsOlderRuns) {
   RunConfig c = RunConfig::defaults();
   EXPECT_EQ(c.sleep_validation_fraction, 0.0);  // the sleep model trains on every training night

@@ -140,6 +140,7 @@ json RunConfig::to_json() const {
               {"smooth_sleep_epochs", smooth_sleep_epochs},
               {"hmm", hmm},
               {"members", members},
+              {"sleep_members", sleep_members},
               {"cross_fit", cross_fit},
               {"threads", threads}};
 }
@@ -161,8 +162,9 @@ RunConfig RunConfig::from_json(const json& j, const std::string& source) {
     c.smooth_sleep_epochs = j.value("smooth_sleep_epochs", 0);  // runs made before it existed: off
     c.hmm = j.value("hmm", false);  // runs made before it existed: off
     c.members = j.value("members", 1);  // runs made before ensembles: one network per model
-    if (c.members < 1 || c.members > 50)
-      throw Error(fmt::format("{}: run configuration: members = {} is not in 1..50", source, c.members));
+    c.sleep_members = j.value("sleep_members", c.members);  // runs made before it: as many as the apnea model
+    for (auto [key, v] : {std::pair{"members", c.members}, std::pair{"sleep_members", c.sleep_members}})
+      if (v < 1 || v > 50) throw Error(fmt::format("{}: run configuration: {} = {} is not in 1..50", source, key, v));
     c.cross_fit = j.value("cross_fit", false);
     c.threads = j.at("threads");
     return c;
@@ -398,15 +400,15 @@ std::unique_ptr<nn::MobileNetV2> train_network(const ModelConfig& m, uint64_t se
   return model;
 }
 
-// A model's networks (RunConfig::members, cross_fit): network j has seed + j and, as its
+// A model's `members` networks (RunConfig::members or sleep_members, cross_fit): network j has seed + j and, as its
 // validation records, either a random share (`validation_fraction`: RunConfig's
 // validation_fraction or sleep_validation_fraction; seeded with seed + j) or fold j
 // of a K-fold split by record (cross_fit). `held_out[j]` receives network j's validation records
 // (dataset record indices): the records it never trained on.
-Ensemble train_ensemble(const ModelConfig& m, const data::Dataset& ds, const RunConfig& c, double validation_fraction,
-                        const std::string& dir, const std::string& name, bool resume, std::vector<TrainingLog>* logs,
-                        std::vector<std::vector<int>>* held_out) {
-  const int K = c.members;
+Ensemble train_ensemble(const ModelConfig& m, const data::Dataset& ds, const RunConfig& c, int members,
+                        double validation_fraction, const std::string& dir, const std::string& name, bool resume,
+                        std::vector<TrainingLog>* logs, std::vector<std::vector<int>>* held_out) {
+  const int K = members;
   const bool folds_split = c.cross_fit && K >= 2;
   std::vector<data::Split> folds;
   if (folds_split) {
@@ -715,13 +717,13 @@ Models train_models(const RunConfig& c, const std::vector<data::Record>& apnea_r
         fmt::print(stderr, "apnea chain: prior {:.3f}, P(stay normal) {:.3f}, P(stay apnea) {:.3f}\n", m.apnea_chain.prior,
                    m.apnea_chain.stay0, m.apnea_chain.stay1);
     }
-    m.apnea = train_ensemble(c.apnea, ds, c, c.validation_fraction, (fs::path(work_dir) / "apnea").string(), "apnea",
+    m.apnea = train_ensemble(c.apnea, ds, c, c.members, c.validation_fraction, (fs::path(work_dir) / "apnea").string(), "apnea",
                              resume, logs, &held_out);
   }
   if (!sleep_records.empty()) {
     data::Dataset ds = data::build_dataset(sleep_records, dataset_options(c.sleep, c.cache_dir, data::Target::Sleep, false));
     if (c.progress) fmt::print(stderr, "sleep dataset: {}\n", ds.stats().to_string());
-    m.sleep = train_ensemble(c.sleep, ds, c, c.sleep_validation_fraction, (fs::path(work_dir) / "sleep").string(),
+    m.sleep = train_ensemble(c.sleep, ds, c, c.sleep_members, c.sleep_validation_fraction, (fs::path(work_dir) / "sleep").string(),
                              "sleep", resume, logs, nullptr);
   }
   // AHI calibration on the training records only: on the predictions of the networks that trained
@@ -865,7 +867,7 @@ Models load_models(const std::string& run_dir) {
   } catch (const json::exception& e) {
     throw Error(fmt::format("{}: {}", (dir / "calibration.json").string(), e.what()));
   }
-  auto load = [&](const ModelConfig& mc, const char* sub, const char* count_key) {
+  auto load = [&](const ModelConfig& mc, const char* sub, const char* count_key, int expected, const char* config_key) {
     Ensemble e;
     int n = 1;
     try {
@@ -873,9 +875,9 @@ Models load_models(const std::string& run_dir) {
     } catch (const json::exception& ex) {
       throw Error(fmt::format("{}: '{}': {}", (dir / "calibration.json").string(), count_key, ex.what()));
     }
-    if (n != m.config.members)
-      throw Error(fmt::format("{}: '{}' = {}, but run.json's configuration has members = {}",
-                              (dir / "calibration.json").string(), count_key, n, m.config.members));
+    if (n != expected)
+      throw Error(fmt::format("{}: '{}' = {}, but run.json's configuration has {} = {}",
+                              (dir / "calibration.json").string(), count_key, n, config_key, expected));
     for (int j = 0; j < n; ++j) {
       auto model = std::make_unique<nn::MobileNetV2>(model_options(mc.train, mc.data.spectrogram.channels()));
       const fs::path f = n == 1 ? dir / sub / "best.safetensors" : dir / sub / fmt::format("member{}", j + 1) / "best.safetensors";
@@ -884,8 +886,9 @@ Models load_models(const std::string& run_dir) {
     }
     return e;
   };
-  m.apnea = load(m.config.apnea, "apnea", "apnea_members");
-  if (cal.value("sleep_model", false)) m.sleep = load(m.config.sleep, "sleep", "sleep_members");
+  m.apnea = load(m.config.apnea, "apnea", "apnea_members", m.config.members, "members");
+  if (cal.value("sleep_model", false))
+    m.sleep = load(m.config.sleep, "sleep", "sleep_members", m.config.sleep_members, "sleep_members");
   return m;
 }
 

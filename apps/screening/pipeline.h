@@ -67,6 +67,8 @@ struct RunConfig {
   // for exactly one network, and the AHI calibration is fitted on those out-of-fold predictions
   // (otherwise on the training predictions themselves).
   int members = 1;
+  // The sleep model's networks (the same scheme); `--members K` sets both, `--sleep-members` this one.
+  int sleep_members = 1;
   bool cross_fit = false;
   // Post-processing of p_apnea within a night: each window's probability is replaced by the mean
   // over the windows within +-smooth_windows of it (apneas come in runs; a window's neighbours are

@@ -68,6 +68,17 @@ if "$app" train --out "$work/asn2" "${sflags[@]}" --apnea-sleep-nights --no-slee
 fi
 grep -q "apnea-sleep-nights.*needs the sleep data" "$work/asn2.txt" || fail "no clear refusal: $(tail -2 "$work/asn2.txt")"
 
+# --sleep-members 2: two sleep networks beside one apnea network, saved and loaded back by predict.
+"$app" train --out "$work/sm2" "${sflags[@]}" --sleep-members 2 > "$work/sm2.txt" 2>&1 ||
+  fail "train --sleep-members 2: $(tail -3 "$work/sm2.txt")"
+[ -e "$work/sm2/apnea/best.safetensors" ] && [ -e "$work/sm2/sleep/member1/best.safetensors" ] &&
+  [ -e "$work/sm2/sleep/member2/best.safetensors" ] && [ ! -e "$work/sm2/sleep/member3" ] ||
+  fail "--sleep-members 2: expected one apnea network and two sleep networks: $(cd "$work/sm2" && find . -name best.safetensors)"
+"$app" predict --run "$work/sm2" --out "$work/sm2-pred" "$data/a02" > "$work/sm2-pred.txt" 2>&1 ||
+  fail "predict with two sleep networks: $(tail -3 "$work/sm2-pred.txt")"
+head -1 "$work/sm2-pred/windows.csv" | grep -qx "record,start_s,duration_s,p_apnea,apnea,p_sleep,sleep" ||
+  fail "predict with two sleep networks: no sleep columns"
+
 # A directory that is not a run is never written into.
 mkdir -p "$work/mine" && echo "my notes" > "$work/mine/notes.txt"
 if "$app" main --out "$work/mine" "${flags[@]}" > "$work/mine.txt" 2>&1; then fail "main wrote into a foreign directory"; fi
