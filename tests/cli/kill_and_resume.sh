@@ -45,22 +45,35 @@ for pct in 10 35 30; do
     echo "attempt $attempt: finished before the kill"
   fi
 done
-# Once more, killed as soon as the sleep model (trained without validation nights) has written the
-# checkpoint of its first epoch, so that the last resume continues the sleep model too. The
-# checkpoint file, not the progress line: the line is printed before the checkpoint is written, and
-# a kill between the two leaves nothing to resume from (the sleep model then starts afresh).
-if ! grep -q '"finished"' "$work/b/run.json" 2> /dev/null; then
+# Then, until some sleep network stands mid-training (its checkpoint not finished), once more at a
+# time, killed as soon as a sleep checkpoint is written (renamed into place whole) after the
+# attempt's start, so that the last resume continues the sleep model (or one network of its
+# ensemble) from the middle too. The checkpoint, not the progress line: the line comes before the
+# checkpoint, and a kill between the two leaves nothing new to resume from.
+header() { local n; n=$(od -An -tu8 -N8 "$1" | tr -d ' '); head -c $((8 + n)) "$1" | tail -c "$n"; }
+sleep_mid() {
+  local f
+  for f in $(find "$work/b/sleep" -name checkpoint.safetensors 2> /dev/null); do
+    header "$f" | grep -q '"finished":"0"' && return 0
+  done
+  return 1
+}
+for _ in $(seq 12); do
+  grep -q '"finished"' "$work/b/run.json" 2> /dev/null && break
+  sleep_mid && break
   resume=(); [ -e "$work/b/run.json" ] && resume=(--resume)
-  SLEEPNET_CACHE="$work/cache-b" "$app" train --out "$work/b" "${resume[@]}" "${flags[@]}" 2> "$work/b-sleep.log" &
+  touch "$work/marker" && sleep 0.01
+  SLEEPNET_CACHE="$work/cache-b" "$app" train --out "$work/b" "${resume[@]}" "${flags[@]}" 2>> "$work/b-sleep.log" &
   pid=$!
   for _ in $(seq 3000); do  # up to a minute
-    [ -e "$work/b/sleep/checkpoint.safetensors" ] && break  # renamed into place whole
+    [ -n "$(find "$work/b/sleep" -name checkpoint.safetensors -newer "$work/marker" 2> /dev/null)" ] && break
     kill -0 "$pid" 2> /dev/null || break
     sleep 0.02
   done
   kill -KILL "$pid" 2> /dev/null || true
   wait "$pid" 2> /dev/null || true
-fi
+done
+sleep_mid || fail "no sleep network was left mid-training to resume"
 resume=(); [ -e "$work/b/run.json" ] && resume=(--resume)
 if ! grep -q '"finished"' "$work/b/run.json" 2> /dev/null; then
   SLEEPNET_CACHE="$work/cache-b" "$app" train --out "$work/b" "${resume[@]}" "${flags[@]}" 2> "$work/b-last.log" ||
@@ -71,14 +84,19 @@ fi
 # log differs only in the seconds each epoch took, so the logs are compared without that column.
 tensors() { local n; n=$(od -An -tu8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
 tr '\r' '\n' < <(cat "$work"/b*.log) | grep -h "resuming after" || echo "(no attempt got past its first epoch)"
-tr '\r' '\n' < <(cat "$work"/b*.log) | grep -q "^sleep: resuming after epoch" ||
-  fail "the sleep model was never interrupted and resumed: $(tr '\r' '\n' < "$work/b-sleep.log" | grep -a "epoch" | tail -2)"
+tr '\r' '\n' < "$work/b-last.log" | grep -Eq "^sleep( member [0-9]+)?: resuming after epoch [12]$" ||
+  fail "the last resume did not continue a sleep network from the middle: $(grep -a "resuming" "$work/b-last.log")"
 
-for f in apnea/best.safetensors apnea/checkpoint.safetensors sleep/best.safetensors sleep/checkpoint.safetensors; do
+# Every network's files (apnea/, sleep/, or their memberJ/ folders in an ensemble).
+ckpts=$(cd "$work/a" && find apnea sleep -name "*.safetensors" | sort)
+[ "$(echo "$ckpts" | grep -c '^apnea/')" -ge 2 ] && [ "$(echo "$ckpts" | grep -c '^sleep/')" -ge 2 ] ||
+  fail "the uninterrupted run lacks checkpoints: $ckpts"
+[ "$ckpts" = "$(cd "$work/b" && find apnea sleep -name "*.safetensors" | sort)" ] || fail "the runs hold other checkpoint files"
+for f in $ckpts; do
   cmp -s <(tensors "$work/a/$f") <(tensors "$work/b/$f") || fail "$f: the tensors differ between the uninterrupted and the resumed run"
 done
-for m in apnea sleep; do
-  cmp -s <(cut -d, -f1-6 "$work/a/$m/log.csv") <(cut -d, -f1-6 "$work/b/$m/log.csv") || fail "$m/log.csv differs"
+for f in $(cd "$work/a" && find apnea sleep -name log.csv | sort); do
+  cmp -s <(cut -d, -f1-6 "$work/a/$f") <(cut -d, -f1-6 "$work/b/$f") || fail "$f differs"
 done
 cmp -s "$work/a/calibration.json" "$work/b/calibration.json" || fail "calibration.json differs"
 for run in a b; do
