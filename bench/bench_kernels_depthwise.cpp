@@ -1,19 +1,27 @@
 // bench/bench_kernels_depthwise.cpp: depthwise convolution on MobileNetV2's real layer shapes,
 // against memcpy over the same number of bytes.
 //
-// Depthwise layers do 9 multiply-adds per output: they are limited by memory traffic, not
-// arithmetic, so each kernel reports GB/s of its minimal traffic (every input read once, every
-// output written once; the 3x3 weights are negligible) and sits beside a memcpy moving the same
-// bytes with the same threads ("memcpy/<bytes>B/t<threads>"):
+// Depthwise layers do 9 multiply-adds per output, few enough that memory traffic bounds them on a
+// machine whose memory is slow next to its arithmetic, so each kernel reports GB/s of its minimal
+// traffic (every input read once, every output written once; the 3x3 weights are negligible) and
+// sits beside a memcpy moving the same bytes with the same threads ("memcpy/<bytes>B/t<threads>"):
 //   dw_fwd         reads x, writes y          dw_bwd_data    reads dy, writes dx
 //   dw_bwd_weight  reads x and dy
 // Each kernel is checked against its _ref once before timing.
+//
+// Where the working sets sit in large caches, a copy asks nearly as much as the arithmetic can
+// give: 8 bytes per 18 flops at 120 GB/s is 270 GFLOP/s, the whole multiply-add peak of one AMD
+// EPYC (Zen 5) core. So the kernels also report GFLOP/s, and a second yardstick,
+// "fma_peak/t<threads>", measures what the cores' multiply-adds can do at most (independent
+// vector FMA chains, compiled like the kernels: AVX-512 / AVX2 / baseline chosen at load time);
+// bench/kernel_table.py puts both side by side.
 //
 // Example: bench_kernels_depthwise --sizes=64 --batches=32 --threads=1,2 --benchmark_min_time=0.05
 #include <string>
 #include <vector>
 
 #include "bench/bench_kernels_util.h"
+#include "nn/kernels/common.h"  // SLEEPNET_MULTIVERSION
 #include "nn/kernels/depthwise.h"
 
 namespace sleepnet::bench {
@@ -27,6 +35,38 @@ const char* pass_name(Pass p) {
 }
 
 int64_t pass_bytes(const Conv2dGeom& g, Pass) { return 4 * (g.x_numel() + g.y_numel()); }
+
+// The arithmetic yardstick: kChains independent chains acc = acc * a + b of 16-float vectors
+// (GCC's vector extension, one AVX-512 register, two AVX2 ones), enough in flight to cover the
+// FMA latency on both pipes of a core. Returns a value that depends on every chain, so nothing is
+// optimised away. 2 flops per multiply-add.
+constexpr int kChains = 12;
+using v16 = float __attribute__((vector_size(64)));
+SLEEPNET_MULTIVERSION float fma_chains(int64_t iters, float a, float b) {
+  v16 acc[kChains];
+  for (int k = 0; k < kChains; ++k) acc[k] = v16{} + static_cast<float>(k);
+  const v16 va = v16{} + a, vb = v16{} + b;
+  for (int64_t i = 0; i < iters; ++i)
+    for (int k = 0; k < kChains; ++k) acc[k] = acc[k] * va + vb;
+  v16 s{};
+  for (int k = 0; k < kChains; ++k) s += acc[k];
+  float out = 0;
+  for (int l = 0; l < 16; ++l) out += s[l];
+  return out;
+}
+
+void fma_peak(benchmark::State& state, int64_t threads) {
+  set_threads(threads);
+  constexpr int64_t kIters = 1 << 14;
+  const int T = static_cast<int>(threads);
+  for (auto _ : state) {
+    float sink = 0;
+#pragma omp parallel for num_threads(T) schedule(static) reduction(+ : sink)
+    for (int t = 0; t < T; ++t) sink += fma_chains(kIters, 0.999999f, 1e-7f);
+    benchmark::DoNotOptimize(sink);
+  }
+  set_gflops(state, 2.0 * kIters * kChains * 16 * static_cast<double>(threads));
+}
 
 void dw_bench(benchmark::State& state, const std::string& key, Conv2dGeom g, Pass pass, int64_t threads) {
   set_threads(threads);
@@ -58,6 +98,8 @@ void dw_bench(benchmark::State& state, const std::string& key, Conv2dGeom g, Pas
 }
 
 void register_all(const Options& o) {
+  for (int64_t t : o.threads)
+    add("fma_peak/t" + std::to_string(t), [t](benchmark::State& s) { fma_peak(s, t); });
   for (int64_t size : o.sizes)
     for (int64_t batch : o.batches) {
       const auto net = net_shapes(o, size, batch);

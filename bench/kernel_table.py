@@ -8,6 +8,9 @@ Reads Google Benchmark JSON files written by bench/bench_kernels_*.cpp
                                      (the same GEMMs without im2col, bias or reduction)
   dw_*, bn_*, relu6_*, pool_*, adam* GB/s over memcpy/<bytes>B/t<threads> (same bytes, same threads)
 
+and, for families that count flops too (depthwise), GFLOP/s over fma_peak/t<threads> (the cores'
+multiply-add peak) together with the GFLOP/s that half the copy rate would take.
+
 With --benchmark_repetitions=K the fastest repetition of each benchmark is used (on a busy
 machine it is the least disturbed one). Prints one markdown table per kernel family, then a summary per (family, configuration):
 the time-weighted fraction sum(yardstick time) / sum(kernel time) over the family's layers,
@@ -88,7 +91,8 @@ def main(argv):
     if not paths:
         print(__doc__)
         return 2
-    rows = pair(load(paths))
+    runs_by_name = load(paths)
+    rows = pair(runs_by_name)
     if not rows:
         print("no kernel/yardstick pairs found")
         return 1
@@ -122,6 +126,27 @@ def main(argv):
         wf = worst[1][worst[3]] / worst[2][worst[3]]
         print(f"| {f} | {cfg} | {len(items)} | {kt * 1e3:.2f} | {yt * 1e3:.2f} | {yt / kt:.0%} | "
               f"{wf:.0%} {worst[0]} |")
+    # The arithmetic side of the memory-bound families that also count flops (depthwise): beside the
+    # copy yardstick, the cores' measured multiply-add peak ("fma_peak/t<threads>"), and the GFLOP/s
+    # a family would need to reach half the copy rate. Where that exceeds the peak, the copy target
+    # cannot be met by any kernel on this machine.
+    arith = []
+    for (f, cfg) in sorted(groups, key=lambda g: (rank.get(g[0], 99), g[1])):
+        items = groups[(f, cfg)]
+        peak = runs_by_name.get("fma_peak/" + cfg.split("/")[-1])
+        if peak is None or peak["GFLOP"] is None or any(k["GFLOP"] is None for _, k, _, _ in items):
+            continue
+        kt = sum(k["time"] for _, k, _, _ in items)
+        yt = sum(k["time"] * k[key] / y[key] for _, k, y, key in items)
+        flops = sum(k["GFLOP_work"] for _, k, _, _ in items)
+        need = flops / (2 * yt)  # GFLOP/s at half the copy rate: kernel time = 2 x yardstick time
+        arith.append(f"| {f} | {cfg} | {flops / kt:.1f} | {peak['GFLOP']:.1f} | {flops / kt / peak['GFLOP']:.0%} "
+                     f"| {need:.1f} | {need / peak['GFLOP']:.0%} |")
+    if arith:
+        print("\n| kernel | config | GFLOP/s (time-weighted) | FMA peak GFLOP/s | of peak "
+              "| GFLOP/s for 50 % of copy | that of peak |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        print("\n".join(arith))
     if ERRORS:  # a kernel that disagreed with its _ref (or failed) was not timed
         print(f"{len(ERRORS)} benchmark(s) reported errors (see ERROR lines)", file=sys.stderr)
         return 3
