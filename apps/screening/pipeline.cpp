@@ -208,7 +208,7 @@ RunConfig RunConfig::defaults() {
   c.sleep.train.time_shift = 0;
   // Three sleep networks (seeds seed, seed + 1, seed + 2; every training night each), their p_sleep
   // averaged: 5-fold CV sleep/wake accuracy higher on each of four seeds (README, sleep model
-  // designs) for about 20 s more of a main job.
+  // designs), for twice the main job's time (52 -> 106 s on the AMD machine of the README).
   c.sleep_members = 3;
   // One apnea network: three (--members 3) cost three times the training time for no gain. With
   // the previous defaults: 5-fold CV minute ROC-AUC 0.935 -> 0.939 (mean of two seeds), AHI r 0.900
