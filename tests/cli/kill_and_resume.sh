@@ -50,7 +50,10 @@ done
 # attempt's start, so that the last resume continues the sleep model (or one network of its
 # ensemble) from the middle too. The checkpoint, not the progress line: the line comes before the
 # checkpoint, and a kill between the two leaves nothing new to resume from.
-header() { local n; n=$(od -An -tu8 -N8 "$1" | tr -d ' '); head -c $((8 + n)) "$1" | tail -c "$n"; }
+# A safetensors file: an 8-byte little-endian header length, the JSON header, the tensors.
+header_len() { od -An -tu8 -N8 "$1" | tr -d ' '; }
+header() { local n; n=$(header_len "$1"); head -c $((8 + n)) "$1" | tail -c "$n"; }
+tensors() { local n; n=$(header_len "$1"); tail -c +$((9 + n)) "$1"; }
 sleep_mid() {
   local f
   for f in $(find "$work/b/sleep" -name checkpoint.safetensors 2> /dev/null); do
@@ -82,7 +85,6 @@ fi
 
 # Checkpoints: the tensors (everything after the JSON header) byte for byte; the header's training
 # log differs only in the seconds each epoch took, so the logs are compared without that column.
-tensors() { local n; n=$(od -An -tu8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
 tr '\r' '\n' < <(cat "$work"/b*.log) | grep -h "resuming after" || echo "(no attempt got past its first epoch)"
 tr '\r' '\n' < "$work/b-last.log" | grep -Eq "^sleep( member [0-9]+)?: resuming after epoch [12]$" ||
   fail "the last resume did not continue a sleep network from the middle: $(grep -a "resuming" "$work/b-last.log")"
