@@ -117,6 +117,11 @@ def main(argv):
     print("\n| kernel | config (size/batch/threads) | layers | kernel time (ms) | yardstick time (ms) "
           "| time-weighted fraction | worst layer |")
     print("|---|---|---:|---:|---:|---:|---|")
+    # Beside it, the arithmetic side of the memory-bound families that also count flops (depthwise):
+    # the cores' measured multiply-add peak ("fma_peak/t<threads>"), and the GFLOP/s a family would
+    # need to reach half the copy rate. Where that exceeds the peak, no kernel can meet the copy
+    # target on this machine.
+    arith = []
     for (f, cfg) in sorted(groups, key=lambda g: (rank.get(g[0], 99), g[1])):
         items = groups[(f, cfg)]
         # Yardstick time for the same work: kernel time scaled by rate ratio.
@@ -126,18 +131,9 @@ def main(argv):
         wf = worst[1][worst[3]] / worst[2][worst[3]]
         print(f"| {f} | {cfg} | {len(items)} | {kt * 1e3:.2f} | {yt * 1e3:.2f} | {yt / kt:.0%} | "
               f"{wf:.0%} {worst[0]} |")
-    # The arithmetic side of the memory-bound families that also count flops (depthwise): beside the
-    # copy yardstick, the cores' measured multiply-add peak ("fma_peak/t<threads>"), and the GFLOP/s
-    # a family would need to reach half the copy rate. Where that exceeds the peak, the copy target
-    # cannot be met by any kernel on this machine.
-    arith = []
-    for (f, cfg) in sorted(groups, key=lambda g: (rank.get(g[0], 99), g[1])):
-        items = groups[(f, cfg)]
         peak = runs_by_name.get("fma_peak/" + cfg.split("/")[-1])
         if peak is None or peak["GFLOP"] is None or any(k["GFLOP"] is None for _, k, _, _ in items):
             continue
-        kt = sum(k["time"] for _, k, _, _ in items)
-        yt = sum(k["time"] * k[key] / y[key] for _, k, y, key in items)
         flops = sum(k["GFLOP_work"] for _, k, _, _ in items)
         need = flops / (2 * yt)  # GFLOP/s at half the copy rate: kernel time = 2 x yardstick time
         arith.append(f"| {f} | {cfg} | {flops / kt:.1f} | {peak['GFLOP']:.1f} | {flops / kt / peak['GFLOP']:.0%} "
