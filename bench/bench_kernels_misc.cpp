@@ -9,7 +9,9 @@
 //   adam           read p, g, m, v, write p, m, v (7n) over all MobileNetV2 parameters
 // beside "memcpy/<bytes>B/t<threads>" moving the same bytes. Each kernel is checked against its
 // _ref once before timing. Batch-norm shapes are those after every convolution (N, OC, OH*OW);
-// ReLU6 shapes those of the layers followed by ReLU6.
+// ReLU6 shapes those of the layers followed by ReLU6. On AVX-512 CPUs bn_fwd_train_loops and
+// bn_bwd_loops time the train kernels with their sums in the `omp simd` loops, beside the
+// sixteen-block version bn_fwd_train and bn_bwd use (same bits; nn/kernels/batchnorm.cpp).
 //
 // Example: bench_kernels_misc --sizes=64 --batches=32 --threads=1,2 --benchmark_min_time=0.05
 #include <set>
@@ -33,8 +35,15 @@ const char* bn_name(Bn k) {
 }
 int64_t bn_bytes(const BatchNormGeom& g, Bn k) { return 4 * g.N * g.C * g.HW * (k == Bn::Backward ? 3 : 2); }
 
-void bn_bench(benchmark::State& state, const std::string& key, BatchNormGeom g, Bn kind, int64_t threads) {
+// loops: the train kernels with their sums through the `omp simd` loops instead of the AVX-512
+// sixteen-block version (batchnorm.h, batchnorm_set_lanes16; same bits, registered only where both exist).
+void bn_bench(benchmark::State& state, const std::string& key, BatchNormGeom g, Bn kind, int64_t threads,
+              bool loops = false) {
   set_threads(threads);
+  kernels::batchnorm_set_lanes16(!loops);
+  struct Restore {
+    ~Restore() { kernels::batchnorm_set_lanes16(true); }
+  } restore;
   Buffers& B = buffers();
   const size_t n = static_cast<size_t>(g.N * g.C * g.HW), C = static_cast<size_t>(g.C);
   std::vector<float>& x = B.get(key, "x", n, 1, -2.f, 3.f);
@@ -193,6 +202,10 @@ void register_all(const Options& o) {
                                        "/bytes:" + std::to_string(bn_bytes(g, k));
               add(name, [=](benchmark::State& s) { bn_bench(s, name, g, k, t); });
               register_memcpy(bn_bytes(g, k), t);
+              if ((k == Bn::Train || k == Bn::Backward) && kernels::batchnorm_lanes16_available()) {
+                const std::string loops = std::string(bn_name(k)) + "_loops" + name.substr(std::string(bn_name(k)).size());
+                add(loops, [=](benchmark::State& s) { bn_bench(s, loops, g, k, t, true); });
+              }
             }
         if (l.relu6 && relu_seen.insert({g.C, g.HW}).second)
           for (int64_t t : o.threads)

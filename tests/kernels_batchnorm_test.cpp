@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -404,6 +405,61 @@ TEST(KernelsBatchNorm, FusedBackwardMaskIsZeroAtBothKinks) {
   batchnorm_relu6_backward(g, x.data(), z.data(), dy.data(), nullptr, mean.data(), invstd.data(), dx.data(),
                            dw.data(), db.data());
   EXPECT_FLOAT_EQ(db[0], 3.f);
+}
+
+// The train-mode sums' two implementations (batchnorm.h: batchnorm_set_lanes16) must give the same
+// bits, so that switching between them moves no result: every output of the four train kernels,
+// on block lengths of every remainder (16..63 values at batch 1, 64..131, the MobileNetV2 planes),
+// with ReLU6 outputs exactly at 0 and 6 and a NaN among them.
+TEST(BatchNormLanes16, SameBitsAsTheLoops) {
+  if (!batchnorm_lanes16_available()) GTEST_SKIP() << "no AVX-512 here, or not an OpenMP build: one implementation only";
+  std::vector<BatchNormGeom> shapes;
+  for (int64_t hw = 16; hw < 64; ++hw) shapes.push_back(bn(1, 3, hw));
+  for (int64_t hw = 64; hw <= 131; ++hw) shapes.push_back(bn(2, 3, hw));
+  for (int64_t hw : {196, 784, 1024, 3136}) shapes.push_back(bn(3, 5, hw));
+  shapes.push_back(bn(1, 40, 12544));
+  uint64_t seed = 900;
+  for (const BatchNormGeom& g : shapes) {
+    SCOPED_TRACE(label(g));
+    const size_t n = static_cast<size_t>(g.N * g.C * g.HW), c = static_cast<size_t>(g.C);
+    const std::vector<float> x = make_x(g, seed += 4, 50.f), w = random_floats(g.C, seed + 1),
+                             b = random_floats(g.C, seed + 2);
+    std::vector<float> dy = random_floats(static_cast<int64_t>(n), seed + 3);
+    struct Out {
+      std::vector<float> y, z, mean, invstd, rm, rv, dx, dxr, dw, db, dwr, dbr;
+    };
+    auto run = [&](bool lanes16) {
+      batchnorm_set_lanes16(lanes16);
+      Out o{std::vector<float>(n), std::vector<float>(n), std::vector<float>(c), std::vector<float>(c),
+            std::vector<float>(c, 0.5f), std::vector<float>(c, 2.f), std::vector<float>(n), std::vector<float>(n),
+            std::vector<float>(c), std::vector<float>(c), std::vector<float>(c), std::vector<float>(c)};
+      batchnorm_forward_train(g, x.data(), w.data(), b.data(), o.y.data(), o.mean.data(), o.invstd.data(),
+                              o.rm.data(), o.rv.data());
+      std::vector<float> m2(c), s2(c);
+      batchnorm_relu6_forward_train(g, x.data(), w.data(), b.data(), o.z.data(), m2.data(), s2.data(), nullptr,
+                                    nullptr);
+      std::vector<float> z = o.z;  // the mask's edge cases: exactly 0, exactly 6, NaN
+      z[0] = 0.f, z[n / 2] = 6.f, z[n - 1] = std::nanf("");
+      batchnorm_backward(g, x.data(), dy.data(), w.data(), o.mean.data(), o.invstd.data(), o.dx.data(),
+                         o.dw.data(), o.db.data());
+      batchnorm_relu6_backward(g, x.data(), z.data(), dy.data(), w.data(), o.mean.data(), o.invstd.data(),
+                               o.dxr.data(), o.dwr.data(), o.dbr.data());
+      return o;
+    };
+    const Out loops = run(false), lanes = run(true);
+    batchnorm_set_lanes16(true);
+    auto same = [](const std::vector<float>& a, const std::vector<float>& b, const char* what) {
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t i = 0; i < a.size(); ++i)
+        ASSERT_EQ(std::memcmp(&a[i], &b[i], sizeof(float)), 0)
+            << what << "[" << i << "]: " << a[i] << " (loops) against " << b[i] << " (lanes16)";
+    };
+    same(loops.y, lanes.y, "y"), same(loops.z, lanes.z, "relu6 y"), same(loops.mean, lanes.mean, "save_mean");
+    same(loops.invstd, lanes.invstd, "save_invstd"), same(loops.rm, lanes.rm, "running_mean");
+    same(loops.rv, lanes.rv, "running_var"), same(loops.dx, lanes.dx, "dx"), same(loops.dxr, lanes.dxr, "relu6 dx");
+    same(loops.dw, lanes.dw, "dweight"), same(loops.db, lanes.db, "dbias"), same(loops.dwr, lanes.dwr, "relu6 dweight");
+    same(loops.dbr, lanes.dbr, "relu6 dbias");
+  }
 }
 
 TEST(KernelsBatchNorm, BadInputThrows) {

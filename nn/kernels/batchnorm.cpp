@@ -44,7 +44,12 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "nn/kernels/common.h"
 
@@ -175,6 +180,198 @@ SLEEPNET_MULTIVERSION void block_grad_sums(const float* g, const float* x, int64
 SLEEPNET_MULTIVERSION void block_grad_sums_relu6(const float* g, const float* z, const float* x, int64_t nb,
                                                  int64_t HW, const float* mu, double* sg, double* sgd) {
   block_grad_sums_loop<true>(g, z, x, nb, HW, mu, sg, sgd);
+}
+
+// ---- Sixteen blocks at once (AVX-512) ----------------------------------------------------------------
+// What GCC makes of the reductions above in their AVX-512 clone (read off `objdump -d`): for each
+// block of L <= 64 values, 16 float lanes start at 0 and lane l adds values l, l+16, l+32, ... of
+// the block's whole 16-value vectors in order (the squares by fused multiply-add); the values after
+// the last whole vector (all L of them when L < 16) are added into lane 0, in order; then the 16
+// lanes are summed one after the other, lane 0 first, and that float is added into the double. The
+// last step is a chain of 16 dependent scalar additions per block, longer than the block's own
+// vector work: on 32x32 planes it was most of a statistics pass.
+//
+// The functions below compute the same lanes with the same operations in the same order, then
+// finish sixteen blocks together: the blocks' lane vectors as the rows of a 16x16 matrix,
+// transposed, so that vector l holds lane l of every block, and added up l = 0, 1, ..., 15: each
+// block's sum is the same chain of additions as before, sixteen chains per instruction. Same bits
+// as the loops they replace (tests: BatchNormLanes16.*), so no parity fixture moves.
+#if defined(_OPENMP) && defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(SLEEPNET_NO_MULTIVERSION)
+#define SLEEPNET_BN_LANES16 1
+#pragma GCC push_options
+#pragma GCC target("avx512f")  // everything up to pop_options, the lambdas included
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's false alarm inside _mm512_setzero_ps
+
+// Up to 16 blocks' lane vectors, waiting for their sums; each sum goes into its own double.
+struct LaneGroup {
+  __m512 a[16], q[16];
+  double *da[16], *dq[16];
+  int n = 0;
+};
+
+// r[0..15] as the rows of a 16x16 matrix -> its columns: r[l][b] becomes r[b][l].
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved: (r_i[j], r_i+1[j]) pairs
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // quads of rows: u[i + j] holds rows i..i+3 of columns j, j+4, j+8, j+12
+    const __m512d a0 = _mm512_castps_pd(t[i]), a1 = _mm512_castps_pd(t[i + 1]);
+    const __m512d b0 = _mm512_castps_pd(t[i + 2]), b1 = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, b0));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, b0));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, b1));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, b1));
+  }
+  // 128-bit quarters: u[4g + j] (rows 4g..4g+3) holds columns j, j+4, j+8, j+12 in its quarters.
+  for (int j = 0; j < 4; ++j) {
+    // v: rows 0-7 and 8-15 of columns j, j+8 (0x88: quarters 0 and 2) and j+4, j+12 (0xdd: 1 and 3)
+    const __m512 v0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), v1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
+    const __m512 v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88),
+                 v3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+    t[j] = _mm512_shuffle_f32x4(v0, v2, 0x88);       // column j
+    t[j + 8] = _mm512_shuffle_f32x4(v0, v2, 0xdd);   // column j + 8
+    t[j + 4] = _mm512_shuffle_f32x4(v1, v3, 0x88);   // column j + 4
+    t[j + 12] = _mm512_shuffle_f32x4(v1, v3, 0xdd);  // column j + 12
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// The waiting blocks' sums, lane 0 first, each added into its double in the order the blocks came.
+inline void flush(LaneGroup& G) {
+  if (G.n == 0) return;
+  for (int b = G.n; b < 16; ++b) G.a[b] = G.q[b] = _mm512_setzero_ps();
+  transpose16(G.a);
+  transpose16(G.q);
+  __m512 sa = _mm512_setzero_ps(), sq = _mm512_setzero_ps();
+  for (int l = 0; l < 16; ++l) {
+    sa = _mm512_add_ps(sa, G.a[l]);
+    sq = _mm512_add_ps(sq, G.q[l]);
+  }
+  alignas(64) float fa[16], fq[16];
+  _mm512_store_ps(fa, sa);
+  _mm512_store_ps(fq, sq);
+  for (int b = 0; b < G.n; ++b) *G.da[b] += fa[b], *G.dq[b] += fq[b];
+  G.n = 0;
+}
+
+// One block's lanes. Val(i) -> (u, v) for value i: a += u, q = fma(u, v, q); VecVal(i) the same
+// for the 16 values from i.
+template <class Val, class VecVal>
+inline void block_lanes(int64_t L, Val val, VecVal vec, LaneGroup& G, double* da, double* dq) {
+  __m512 a = _mm512_setzero_ps(), q = _mm512_setzero_ps();
+  int64_t i = 0;
+  if (L >= 16)
+    for (; i + 16 <= L; i += 16) {
+      const auto [u, v] = vec(i);
+      q = _mm512_fmadd_ps(u, v, q);
+      a = _mm512_add_ps(a, u);
+    }
+  if (i < L) {  // the rest into lane 0
+    float a0 = _mm512_cvtss_f32(a), q0 = _mm512_cvtss_f32(q);
+    for (; i < L; ++i) {
+      const auto [u, v] = val(i);
+      a0 = a0 + u;
+      q0 = __builtin_fmaf(u, v, q0);
+    }
+    a = _mm512_mask_mov_ps(a, 1, _mm512_set1_ps(a0));
+    q = _mm512_mask_mov_ps(q, 1, _mm512_set1_ps(q0));
+  }
+  G.a[G.n] = a, G.q[G.n] = q, G.da[G.n] = da, G.dq[G.n] = dq;
+  if (++G.n == 16) flush(G);
+}
+
+// block_moments, sixteen blocks at once.
+void block_moments_lanes16(const float* x, int64_t nb, int64_t HW, const float* k, double* s1,
+                                           double* s2) {
+  LaneGroup G;
+  for (int64_t c = 0; c < nb; ++c) {
+    const float kc = k[c];
+    const __m512 kv = _mm512_set1_ps(kc);
+    for (int64_t b = 0; b < HW; b += 64) {
+      const float* p = x + c * HW + b;
+      block_lanes(
+          std::min<int64_t>(64, HW - b),
+          [&](int64_t i) {
+            const float d = p[i] - kc;
+            return std::pair{d, d};
+          },
+          [&](int64_t i) {
+            const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(p + i), kv);
+            return std::pair{d, d};
+          },
+          G, s1 + c, s2 + c);
+    }
+  }
+  flush(G);
+}
+
+// block_grad_sums (kRelu6: block_grad_sums_relu6), sixteen blocks at once.
+template <bool kRelu6>
+void block_grad_sums_lanes16(const float* g, const float* z, const float* x, int64_t nb, int64_t HW,
+                                             const float* mu, double* sg, double* sgd) {
+  LaneGroup G;
+  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.f);
+  for (int64_t c = 0; c < nb; ++c) {
+    const float mc = mu[c];
+    const __m512 mv = _mm512_set1_ps(mc);
+    for (int64_t b = 0; b < HW; b += 64) {
+      const int64_t o = c * HW + b;
+      block_lanes(
+          std::min<int64_t>(64, HW - b),
+          [&](int64_t i) {
+            float gv = g[o + i];
+            if constexpr (kRelu6) gv = relu6_pass(gv, z[o + i]);
+            return std::pair{gv, x[o + i] - mc};
+          },
+          [&](int64_t i) {
+            __m512 gv = _mm512_loadu_ps(g + o + i);
+            if constexpr (kRelu6) {  // relu6_pass: 0 where z <= 0 or z >= 6 (NaN z passes g)
+              const __m512 zv = _mm512_loadu_ps(z + o + i);
+              const __mmask16 off = _mm512_cmp_ps_mask(zv, zero, _CMP_LE_OQ) | _mm512_cmp_ps_mask(zv, six, _CMP_GE_OQ);
+              gv = _mm512_mask_mov_ps(gv, off, zero);
+            }
+            return std::pair{gv, _mm512_sub_ps(_mm512_loadu_ps(x + o + i), mv)};
+          },
+          G, sg + c, sgd + c);
+    }
+  }
+  flush(G);
+}
+
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+
+bool cpu_has_avx512f() {
+  __builtin_cpu_init();  // may run before libgcc's own constructor has
+  return __builtin_cpu_supports("avx512f");
+}
+const bool lanes16_available = cpu_has_avx512f();
+#else
+const bool lanes16_available = false;
+#endif
+bool lanes16_on = lanes16_available;
+
+// The block sums through whichever implementation is on (same bits either way).
+void block_moments_any(const float* x, int64_t nb, int64_t HW, const float* k, double* s1, double* s2) {
+#ifdef SLEEPNET_BN_LANES16
+  if (lanes16_on) return block_moments_lanes16(x, nb, HW, k, s1, s2);
+#endif
+  block_moments(x, nb, HW, k, s1, s2);
+}
+template <bool kRelu6>
+void block_grad_sums_any(const float* g, const float* z, const float* x, int64_t nb, int64_t HW, const float* mu,
+                         double* sg, double* sgd) {
+#ifdef SLEEPNET_BN_LANES16
+  if (lanes16_on) return block_grad_sums_lanes16<kRelu6>(g, z, x, nb, HW, mu, sg, sgd);
+#endif
+  if constexpr (kRelu6)
+    block_grad_sums_relu6(g, z, x, nb, HW, mu, sg, sgd);
+  else
+    block_grad_sums(g, x, nb, HW, mu, sg, sgd);
 }
 
 // y = x * alpha + beta over n values, optionally clamped to [0, 6].
@@ -392,7 +589,7 @@ void train_forward(const char* who, const BatchNormGeom& g, const float* x, cons
     } else {
       std::vector<float> shift(static_cast<size_t>(nb));
       for (int64_t c = c0; c < c1; ++c) shift[static_cast<size_t>(c - c0)] = x[c * HW];
-      for (int64_t n = 0; n < N; ++n) block_moments(x + (n * C + c0) * HW, nb, HW, shift.data(), s1.data(), s2.data());
+      for (int64_t n = 0; n < N; ++n) block_moments_any(x + (n * C + c0) * HW, nb, HW, shift.data(), s1.data(), s2.data());
     }
     for (int64_t c = c0; c < c1; ++c) {
       const size_t i = static_cast<size_t>(c - c0);
@@ -426,6 +623,9 @@ void train_forward(const char* who, const BatchNormGeom& g, const float* x, cons
 }
 
 }  // namespace
+
+bool batchnorm_lanes16_available() { return lanes16_available; }
+void batchnorm_set_lanes16(bool on) { lanes16_on = on && lanes16_available; }
 
 // ---- train forward ---------------------------------------------------------------------------------
 
@@ -559,10 +759,8 @@ void train_backward(const char* who, const BatchNormGeom& g, const float* x, con
     } else {
       for (int64_t n = 0; n < N; ++n) {
         const int64_t o = (n * C + c0) * HW;
-        if constexpr (kRelu6)
-          block_grad_sums_relu6(dy + o, z + o, x + o, nb, HW, save_mean + c0, sg.data(), sgd.data());
-        else
-          block_grad_sums(dy + o, x + o, nb, HW, save_mean + c0, sg.data(), sgd.data());
+        block_grad_sums_any<kRelu6>(dy + o, kRelu6 ? z + o : nullptr, x + o, nb, HW, save_mean + c0, sg.data(),
+                                    sgd.data());
       }
     }
     for (int64_t c = c0; c < c1; ++c) {
