@@ -86,7 +86,8 @@ void check_pointers(const char* who, std::initializer_list<const void*> ptrs) {
 // these additions and no others), each block added into double: accurate for any n.
 // (Explicit 16-lane sums, flushed to double every 256 values, ran 14x14 and 28x28 planes 1.3-1.5x
 // faster, but moved the parity fixture's final.* values, which after three Adam steps depend on
-// the order of every float sum, past their tolerance: bench/README.md.)
+// the order of every float sum, past their tolerance: bench/README.md. On AVX-512 CPUs the same
+// sums, in the same order, come from "Sixteen blocks at once" below.)
 [[gnu::always_inline]] inline void moments_loop(const float* __restrict p, int64_t n, float k, double& s1,
                                                 double& s2) {
   constexpr int64_t kBlock = 64;  // short enough that even an in-order float sum stays accurate
