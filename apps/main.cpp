@@ -42,7 +42,7 @@ struct ConfigFlags {
   double context_s = -1, sleep_context_s = -1;
   int epochs = 0, sleep_epochs = 0;
   int64_t batch = 0;
-  double width = 0, lr = 0;
+  double width = 0, sleep_width = 0, lr = 0;
   int64_t seed = -1;
   bool no_sleep = false;
   bool no_cache = false;
@@ -68,6 +68,7 @@ struct ConfigFlags {
     app->add_option("--sleep-epochs", sleep_epochs, "training epochs of the sleep model");
     app->add_option("--batch-size", batch, "batch size");
     app->add_option("--width", width, "MobileNetV2 width multiplier");
+    app->add_option("--sleep-width", sleep_width, "width multiplier of the sleep model's networks (default: --width's)");
     app->add_option("--image-size", image_size, "image height and width (pixels)");
     app->add_option("--context", context_s, "seconds of context on each side of an apnea window");
     app->add_option("--sleep-context", sleep_context_s, "seconds of context on each side of a 30-s sleep epoch");
@@ -164,6 +165,7 @@ struct ConfigFlags {
       c.sleep.train.epochs = std::max(1, epochs * 2 / 3);
     }
     if (sleep_epochs > 0) c.sleep.train.epochs = sleep_epochs;
+    if (sleep_width > 0) c.sleep.train.width_mult = sleep_width;
     if (context_s >= 0) c.apnea.data.spectrogram.context_s = context_s;
     if (sleep_context_s >= 0) c.sleep.data.spectrogram.context_s = sleep_context_s;
     if (c.apnea_sleep_nights && c.sleep_dir.empty())

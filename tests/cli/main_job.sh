@@ -68,9 +68,12 @@ if "$app" train --out "$work/asn2" "${sflags[@]}" --apnea-sleep-nights --no-slee
 fi
 grep -q "apnea-sleep-nights.*needs the sleep data" "$work/asn2.txt" || fail "no clear refusal: $(tail -2 "$work/asn2.txt")"
 
-# --sleep-members 2: two sleep networks beside one apnea network, saved and loaded back by predict.
-"$app" train --out "$work/sm2" "${sflags[@]}" --sleep-members 2 > "$work/sm2.txt" 2>&1 ||
+# --sleep-members 2: two sleep networks beside one apnea network, saved and loaded back by predict;
+# with --sleep-width 0.25 they are narrower than the apnea network (predict must build each model at
+# its own width to load its weights).
+"$app" train --out "$work/sm2" "${sflags[@]}" --sleep-members 2 --sleep-width 0.25 > "$work/sm2.txt" 2>&1 ||
   fail "train --sleep-members 2: $(tail -3 "$work/sm2.txt")"
+grep -q '"width_mult": 0.25' "$work/sm2/run.json" || fail "run.json lacks the sleep model's width 0.25"
 [ -e "$work/sm2/apnea/best.safetensors" ] && [ -e "$work/sm2/sleep/member1/best.safetensors" ] &&
   [ -e "$work/sm2/sleep/member2/best.safetensors" ] && [ ! -e "$work/sm2/sleep/member3" ] ||
   fail "--sleep-members 2: expected one apnea network and two sleep networks: $(cd "$work/sm2" && find . -name best.safetensors)"
