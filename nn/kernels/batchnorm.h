@@ -108,9 +108,9 @@ void batchnorm_relu6_backward_eval_ref(const BatchNormGeom& g, const float* x, c
 
 // The train-mode sums over planes of 16 or more values have two implementations that give the
 // same bits: the `omp simd` loops, and on CPUs with AVX-512 (default GCC + OpenMP builds; not
-// under sanitizers or -march=native) a hand-vectorised version that finishes sixteen blocks' sums at once (batchnorm.cpp, "Sixteen
-// blocks at once"). The faster one is used when available; these two calls let tests and
-// benchmarks compare them. Not thread-safe: set it while no kernel runs.
+// under sanitizers or -march=native) a hand-vectorised version that finishes sixteen blocks' sums
+// at once (batchnorm.cpp, "Sixteen blocks at once"). The faster one is used when available; these
+// two calls let tests and benchmarks compare them. Not thread-safe: set it while no kernel runs.
 bool batchnorm_lanes16_available();
 void batchnorm_set_lanes16(bool on);  // ignored when not available
 
