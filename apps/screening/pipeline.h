@@ -60,12 +60,12 @@ struct RunConfig {
   // AHI calibration (their reference AHI is counted differently) and are never apnea test records.
   bool apnea_sleep_nights = false;
   // Ensembles: members = K >= 2 makes the apnea model K networks whose probabilities are averaged
-  // (sleep_members the same for the sleep model). By default network j has its own seed (seed + j: initialisation, batch order,
-  // dropout) and its own random train / validation split of the records (same fraction). With
-  // cross_fit, the training records are instead split into K folds by record: network j trains on
-  // the other folds and uses fold j for early stopping, so every training record is out-of-fold
-  // for exactly one network, and the AHI calibration is fitted on those out-of-fold predictions
-  // (otherwise on the training predictions themselves).
+  // (sleep_members the same for the sleep model). By default network j has its own seed (seed + j:
+  // initialisation, batch order, dropout) and its own random train / validation split of the
+  // records (same fraction). With cross_fit, the training records are instead split into K folds
+  // by record: network j trains on the other folds and uses fold j for early stopping, so every
+  // training record is out-of-fold for exactly one network, and the AHI calibration is fitted on
+  // those out-of-fold predictions (otherwise on the training predictions themselves).
   int members = 1;
   // The sleep model's networks (the same scheme); `--members K` sets both, `--sleep-members` this one.
   // defaults() makes it 3; a bare RunConfig has one network per model.
