@@ -16,6 +16,9 @@
 // vector FMA chains, compiled like the kernels: AVX-512 / AVX2 / baseline chosen at load time);
 // bench/kernel_table.py puts both side by side.
 //
+// On AVX-512 CPUs dw_fwd_phases and dw_bwd_data_phases time the same passes through the padded
+// phases, beside the path straight from the input that replaced them (same bits).
+//
 // Example: bench_kernels_depthwise --sizes=64 --batches=32 --threads=1,2 --benchmark_min_time=0.05
 #include <string>
 #include <vector>
@@ -68,8 +71,15 @@ void fma_peak(benchmark::State& state, int64_t threads) {
   set_gflops(state, 2.0 * kIters * kChains * 16 * static_cast<double>(threads));
 }
 
-void dw_bench(benchmark::State& state, const std::string& key, Conv2dGeom g, Pass pass, int64_t threads) {
+// phases: forward and backward-data through the padded phases instead of the AVX-512 path straight
+// from the input (depthwise.h, depthwise_set_direct; same bits, registered only where both exist).
+void dw_bench(benchmark::State& state, const std::string& key, Conv2dGeom g, Pass pass, int64_t threads,
+              bool phases = false) {
   set_threads(threads);
+  kernels::depthwise_set_direct(!phases);
+  struct Restore {
+    ~Restore() { kernels::depthwise_set_direct(true); }
+  } restore;
   Buffers& B = buffers();
   std::vector<float>& x = B.get(key, "x", static_cast<size_t>(g.x_numel()), 1);
   std::vector<float>& w = B.get(key, "w", static_cast<size_t>(g.w_numel()), 2);
@@ -111,6 +121,11 @@ void register_all(const Options& o) {
                                      l.name + ":" + kernels::layer_label(l) + "/bytes:" +
                                      std::to_string(pass_bytes(l.geom, p));
             add(name, [=](benchmark::State& s) { dw_bench(s, name, l.geom, p, t); });
+            if (p != Pass::BackwardWeight && kernels::depthwise_direct_available()) {
+              const std::string twin = std::string("dw_") + pass_name(p) + "_phases" +
+                                       name.substr(std::string("dw_").size() + std::string(pass_name(p)).size());
+              add(twin, [=](benchmark::State& s) { dw_bench(s, twin, l.geom, p, t, true); });
+            }
             register_memcpy(pass_bytes(l.geom, p), t);
           }
       }

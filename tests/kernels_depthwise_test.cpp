@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -200,6 +201,43 @@ TEST(KernelsDepthwise, ResultsDoNotDependOnTheThreadCount) {
   }
 }
 #endif
+
+// The AVX-512 path straight from the input (3x3, padding 1, stride 1 or 2: forward, and the
+// stride-1 backward-data pass) against the padded phases it replaces, byte for byte: every plane
+// size from 1 to 40 (both parities, non-square, one row of outputs to several blocks of 16 columns
+// with every remainder of 16 and of the four-row groups), 56 and 112, with and without a bias.
+TEST(DepthwiseDirect, SameBitsAsThePhases) {
+  if (!depthwise_direct_available()) GTEST_SKIP() << "no AVX-512 here, or a build without the clones: one path only";
+  std::vector<Conv2dGeom> shapes;
+  for (int64_t s : {1, 2}) {
+    for (int64_t h = 1; h <= 40; ++h) shapes.push_back(dw(2, 3, h, h + (h % 3), 3, s, 1));
+    for (int64_t w = 1; w <= 40; ++w) shapes.push_back(dw(1, 2, 5 + w % 4, w, 3, s, 1));
+    shapes.push_back(dw(2, 3, 56, 56, 3, s, 1)), shapes.push_back(dw(1, 2, 112, 112, 3, s, 1));
+  }
+  uint64_t seed = 4100;
+  for (const Conv2dGeom& g : shapes) {
+    SCOPED_TRACE(label(g));
+    const Data d = make_data(g, seed += 4);
+    auto run = [&](bool direct) {
+      depthwise_set_direct(direct);
+      std::vector<std::vector<float>> o = {std::vector<float>(static_cast<size_t>(g.y_numel())),
+                                           std::vector<float>(static_cast<size_t>(g.y_numel())),
+                                           std::vector<float>(static_cast<size_t>(g.x_numel()))};
+      depthwise_forward(g, d.x.data(), d.w.data(), d.bias.data(), o[0].data());
+      depthwise_forward(g, d.x.data(), d.w.data(), nullptr, o[1].data());
+      depthwise_backward_data(g, d.dy.data(), d.w.data(), o[2].data());
+      return o;
+    };
+    const auto phases = run(false), direct = run(true);
+    depthwise_set_direct(true);
+    const char* what[] = {"y (bias)", "y (no bias)", "dx"};
+    for (size_t k = 0; k < 3; ++k)
+      for (size_t i = 0; i < phases[k].size(); ++i)
+        ASSERT_EQ(std::memcmp(&phases[k][i], &direct[k][i], sizeof(float)), 0)
+            << what[k] << "[" << i << "]: " << phases[k][i] << " (phases) against " << direct[k][i]
+            << " (direct): the direct path no longer sums in the phases' order (nn/kernels/depthwise.cpp)";
+  }
+}
 
 TEST(KernelsDepthwise, RejectsNonDepthwiseGeometry) {
   std::vector<float> buf(1024);

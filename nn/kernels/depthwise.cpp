@@ -68,6 +68,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "nn/kernels/common.h"
 
 namespace sleepnet::kernels {
@@ -1012,6 +1016,202 @@ bool is_3x3_fast(const Conv2dGeom& g) {
   return g.KH == 3 && g.KW == 3 && (g.SH == 1 || g.SH == 2) && (g.SW == 1 || g.SW == 2);
 }
 
+// ---- 3x3, padding 1, straight from the input (AVX-512) ----------------------------------------
+// The phases above cost a copy of every plane, and one output row at a time leaves the nine
+// multiply-adds of an output as one chain of dependent instructions. Where the CPU has AVX-512,
+// MobileNetV2's own geometry (3x3, padding 1, stride 1 or 2; also the stride-1 backward-data pass,
+// whose rotated kernel has padding 1 too) is computed from x itself, four output rows and 16
+// columns at a time:
+//
+//   - a tap row of 16 outputs is one masked load of the input row at column offset -1, 0 or +1
+//     (stride 1), or, for stride 2, the even and odd columns of two loads pulled apart by one
+//     permute each (x[2ow - 1] from two loads starting one float earlier): the masks read zeros
+//     where the padding is, so no plane is copied and the border needs no code of its own;
+//   - each input row loaded serves every output row of the group that reads it (stride 1: six
+//     rows for four outputs rows, 18 loads per 36 multiply-adds), and the four chains of nine
+//     multiply-adds run interleaved, one step of each in turn.
+//
+// Same bits as the phases' loops in their AVX-512 clone, which is what runs on such a CPU: every
+// output is the same chain in the same order. GCC contracts `a = w0*t0; a += w1*t1; ...` into
+// fma(w0, t0, w1*t1) and then one FMA per tap (the first product fused, the second rounded); the
+// code below writes exactly that. `DepthwiseDirect.SameBitsAsThePhases` checks it byte for byte,
+// so a compiler that contracted otherwise would fail that test, not move results. Only under GCC,
+// and only where the clones are built (not under sanitizers or SLEEPNET_NO_MULTIVERSION, whose
+// loops have no FMA at all).
+//
+// Measured (bench_kernels_depthwise, one thread; see bench/README.md): see there.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(SLEEPNET_NO_MULTIVERSION)
+#define SLEEPNET_DW_DIRECT 1
+#pragma GCC push_options
+#pragma GCC target("avx512f")  // everything up to pop_options
+
+constexpr int kDirectRows = 4;  // output rows per group
+
+// Lanes [0, n) of a 16-lane mask (n may be <= 0 or >= 16).
+inline __mmask16 lanes(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+}
+
+// One tap row's three vectors (kw = 0, 1, 2) for 16 outputs.
+struct TapRow {
+  __m512 l, c, r;
+};
+
+// acc[r] for the output rows of a group: feed input row j of the group (kh = j - S*r for each r
+// it serves), in the phases' order of terms: fma(w0, t0, w1 * t1), then one FMA per tap.
+template <int S>
+[[gnu::always_inline]] inline void feed(__m512 (&acc)[kDirectRows], const __m512 (&wv)[9], const TapRow& t, int j) {
+#pragma GCC unroll 4
+  for (int r = 0; r < kDirectRows; ++r) {
+    const int kh = j - S * r;
+    if (kh < 0 || kh > 2) continue;
+    if (kh == 0) {
+      acc[r] = _mm512_fmadd_ps(wv[0], t.l, _mm512_mul_ps(wv[1], t.c));
+    } else {
+      acc[r] = _mm512_fmadd_ps(wv[3 * kh], t.l, acc[r]);
+      acc[r] = _mm512_fmadd_ps(wv[3 * kh + 1], t.c, acc[r]);
+    }
+    acc[r] = _mm512_fmadd_ps(wv[3 * kh + 2], t.r, acc[r]);
+  }
+}
+
+// y [OH, OW] = formula (1) for one plane x [H, W]; 3x3, padding 1, stride S in both directions.
+template <int S>
+void direct_plane(const float* x, int64_t H, int64_t W, const float* w, const float* bias, float* y) {
+  const int64_t OH = (H - 1) / S + 1, OW = (W - 1) / S + 1;
+  __m512 wv[9];
+  for (int k = 0; k < 9; ++k) wv[k] = _mm512_set1_ps(w[k]);
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
+    const __mmask16 mo = lanes(OW - ow0);  // the outputs of this block
+    const int64_t c0 = S * ow0;            // input column of output ow0's middle tap
+    // Masks of the loads: the lanes inside the row (the padding reads as zeros).
+    __mmask16 ml, mc, mr, ma, mb, la, lb;
+    if constexpr (S == 1) {
+      mc = mo;
+      ml = ow0 == 0 ? __mmask16(mc & 0xFFFE) : mc;  // x[c0 - 1 + i]
+      mr = lanes(W - c0 - 1) & mc;                  // x[c0 + 1 + i]
+      ma = mb = la = lb = 0;
+    } else {
+      ma = lanes(W - c0), mb = lanes(W - c0 - 16);  // x[c0 + i], x[c0 + 16 + i]
+      la = lanes(W - c0 + 1), lb = lanes(W - c0 - 15);  // x[c0 - 1 + i], x[c0 + 15 + i]
+      if (ow0 == 0) la &= 0xFFFE;
+      ml = mc = mr = 0;
+    }
+    auto tap_row = [&](int64_t ih) SLEEPNET_INLINE {
+      TapRow t;
+      if (ih < 0 || ih >= H) {
+        t.l = t.c = t.r = zero;
+      } else if constexpr (S == 1) {
+        const float* xr = x + ih * W + c0;
+        t.l = _mm512_maskz_loadu_ps(ml, xr - 1);
+        t.c = _mm512_maskz_loadu_ps(mc, xr);
+        t.r = _mm512_maskz_loadu_ps(mr, xr + 1);
+      } else {
+        const float* xr = x + ih * W + c0;
+        const __m512 a = _mm512_maskz_loadu_ps(ma, xr), b = _mm512_maskz_loadu_ps(mb, xr + 16);
+        const __m512 a1 = _mm512_maskz_loadu_ps(la, xr - 1), b1 = _mm512_maskz_loadu_ps(lb, xr + 15);
+        t.c = _mm512_permutex2var_ps(a, even, b);  // x[c0 + 2i]
+        t.r = _mm512_permutex2var_ps(a, odd, b);   // x[c0 + 2i + 1]
+        t.l = _mm512_permutex2var_ps(a1, even, b1);  // x[c0 + 2i - 1]
+      }
+      return t;
+    };
+    for (int64_t oh = 0; oh < OH; oh += kDirectRows) {
+      __m512 acc[kDirectRows];
+#pragma GCC unroll 9
+      for (int j = 0; j < S * (kDirectRows - 1) + 3; ++j) feed<S>(acc, wv, tap_row(S * oh - 1 + j), j);
+#pragma GCC unroll 4
+      for (int r = 0; r < kDirectRows; ++r) {
+        if (oh + r >= OH) break;
+        const __m512 v = bias ? _mm512_add_ps(acc[r], _mm512_set1_ps(*bias)) : acc[r];
+        _mm512_mask_storeu_ps(y + (oh + r) * OW + ow0, mo, v);
+      }
+    }
+  }
+}
+
+// dx [H, W] = formula (3) for one plane dy [OH, OW]; 3x3, padding 1, stride 2: the gather of
+// backward_data_plane_3x3_s2 straight from dy. An even dx row 2m takes kh = 1 from dy row m; an odd
+// row 2m + 1 takes kh = 0 from dy row m + 1 and kh = 2 from row m. Likewise in columns: dx column 2n
+// takes kw = 1 from dy column n (the "even" vector e), dx column 2n + 1 takes kw = 0 from column
+// n + 1 and kw = 2 from column n (the "odd" vector o). Terms in the gather's order (qsum, the
+// same contraction: the first product fused with the second); e and o are then interleaved.
+void direct_plane_bwd_s2(const float* dy, int64_t H, int64_t W, const float* w, float* dx) {
+  const int64_t OH = (H - 1) / 2 + 1, OW = (W - 1) / 2 + 1;
+  __m512 wv[9];
+  for (int k = 0; k < 9; ++k) wv[k] = _mm512_set1_ps(w[k]);
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+  for (int64_t n0 = 0; 2 * n0 < W; n0 += 16) {
+    const __mmask16 m0 = lanes(OW - n0), m1 = lanes(OW - n0 - 1);  // dy columns n0 + i, n0 + 1 + i
+    const __mmask16 s0 = lanes(W - 2 * n0), s1 = lanes(W - 2 * n0 - 16);  // dx columns 2 n0 + [0, 32)
+    auto load = [&](int64_t oh, __m512& d0, __m512& d1) SLEEPNET_INLINE {
+      if (oh >= OH) {
+        d0 = d1 = zero;
+      } else {
+        d0 = _mm512_maskz_loadu_ps(m0, dy + oh * OW + n0);
+        d1 = _mm512_maskz_loadu_ps(m1, dy + oh * OW + n0 + 1);
+      }
+    };
+    auto store = [&](int64_t ih, __m512 e, __m512 o) SLEEPNET_INLINE {
+      float* d = dx + ih * W + 2 * n0;
+      _mm512_mask_storeu_ps(d, s0, _mm512_permutex2var_ps(e, lo, o));
+      _mm512_mask_storeu_ps(d + 16, s1, _mm512_permutex2var_ps(e, hi, o));
+    };
+    __m512 c0, c1, n0v, n1v;  // dy row m (c) and m + 1 (n) at columns n0 + i and n0 + 1 + i
+    load(0, c0, c1);
+    for (int64_t m = 0; 2 * m < H; ++m) {
+      // row 2m: e = w11 c0, o = w10 c1 + w12 c0
+      store(2 * m, _mm512_mul_ps(wv[4], c0), _mm512_fmadd_ps(wv[3], c1, _mm512_mul_ps(wv[5], c0)));
+      load(m + 1, n0v, n1v);
+      if (2 * m + 1 < H) {
+        // row 2m + 1: e = w01 n0 + w21 c0; o = w00 n1 + w02 n0 + w20 c1 + w22 c0
+        const __m512 e = _mm512_fmadd_ps(wv[1], n0v, _mm512_mul_ps(wv[7], c0));
+        __m512 o = _mm512_fmadd_ps(wv[0], n1v, _mm512_mul_ps(wv[2], n0v));
+        o = _mm512_fmadd_ps(wv[6], c1, o);
+        o = _mm512_fmadd_ps(wv[8], c0, o);
+        store(2 * m + 1, e, o);
+      }
+      c0 = n0v, c1 = n1v;
+    }
+  }
+}
+
+// Planes [p0, p1) of a pass (plane p uses channel p % C's kernel, rotated by 180 degrees for the
+// backward-data pass, and bias, if any).
+void direct_planes(const Conv2dGeom& g, const float* x, const float* w, const float* bias, bool rotate, float* y,
+                   int64_t p0, int64_t p1) {
+  const int64_t C = g.C, HW = g.H * g.W, OHW = g.OH() * g.OW();
+  float wk[9];
+  for (int64_t p = p0, c = p0 % C; p < p1; ++p, c = c + 1 == C ? 0 : c + 1) {
+    for (int j = 0; j < 9; ++j) wk[j] = w[c * 9 + (rotate ? 8 - j : j)];
+    if (g.SH == 1) direct_plane<1>(x + p * HW, g.H, g.W, wk, bias ? bias + c : nullptr, y + p * OHW);
+    else direct_plane<2>(x + p * HW, g.H, g.W, wk, bias ? bias + c : nullptr, y + p * OHW);
+  }
+}
+
+#pragma GCC pop_options
+
+bool dw_cpu_has_avx512f() {
+  __builtin_cpu_init();  // may run before libgcc's own constructor has
+  return __builtin_cpu_supports("avx512f");
+}
+const bool direct_available = dw_cpu_has_avx512f();
+#else
+const bool direct_available = false;
+#endif
+bool direct_on = direct_available;
+
+// The geometry the direct path computes: 3x3, padding 1, stride 1 or 2 in both directions.
+bool direct_fits(const Conv2dGeom& g) {
+  return direct_on && g.KH == 3 && g.KW == 3 && g.PH == 1 && g.PW == 1 && g.SH == g.SW && (g.SH == 1 || g.SH == 2);
+}
+
 }  // namespace
 
 // ---- public kernels ---------------------------------------------------------------------------
@@ -1021,6 +1221,11 @@ void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, cons
   if (tiny_planes(g)) return forward_tiny(g, x, w, bias, y);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
   const bool fast = is_3x3_fast(g);
+#ifdef SLEEPNET_DW_DIRECT
+  if (direct_fits(g))
+    return parallel_for(g.N * C, pass_threads(g),
+                        [&](int64_t p0, int64_t p1) { direct_planes(g, x, w, bias, false, y, p0, p1); });
+#endif
   parallel_for(g.N * C, pass_threads(g), [&](int64_t p0, int64_t p1) {
     if (!fast) {
       for (int64_t p = p0; p < p1; ++p) forward_plane(g, x + p * HW, w + p % C * KK, bias ? bias[p % C] : 0.f, y + p * OHW);
@@ -1051,6 +1256,15 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
   t.H = g.OH(), t.W = g.OW(), t.PH = g.KH - 1 - g.PH, t.PW = g.KW - 1 - g.PW;
   const bool rotated = is_3x3_fast(g) && g.SH == 1 && g.SW == 1 && t.PH >= 0 && t.PW >= 0;
   const bool gather = is_3x3_fast(g) && g.SH == 2 && g.SW == 2;
+#ifdef SLEEPNET_DW_DIRECT
+  if (rotated && direct_fits(t))
+    return parallel_for(g.N * C, pass_threads(g),
+                        [&](int64_t p0, int64_t p1) { direct_planes(t, dy, w, nullptr, true, dx, p0, p1); });
+  if (gather && direct_fits(g) && g.W >= 32)
+    return parallel_for(g.N * C, pass_threads(g), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) direct_plane_bwd_s2(dy + p * OHW, g.H, g.W, w + p % C * 9, dx + p * HW);
+    });
+#endif
   parallel_for(g.N * C, pass_threads(g), [&](int64_t p0, int64_t p1) {
     Phases P;
     float* buf = nullptr;
@@ -1115,6 +1329,9 @@ void depthwise_backward_weight(const Conv2dGeom& g, const float* x, const float*
     for (int64_t i = 0; i < (c1 - c0) * KK; ++i) dw[c0 * KK + i] = static_cast<float>(sums[static_cast<size_t>(i)]);
   });
 }
+
+bool depthwise_direct_available() { return direct_available; }
+void depthwise_set_direct(bool on) { direct_on = on && direct_available; }
 
 // ---- references: the formulas, literally ------------------------------------------------------
 
