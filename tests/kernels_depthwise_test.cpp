@@ -13,6 +13,8 @@
 //      planes), and the general path for everything else (5x5, stride 3, mixed strides in
 //      backward-data). The geometry list below names which cases it is there for, and every
 //      geometry runs again with a larger plane, so each case meets more than one path;
+//      On AVX-512 CPUs the 3x3 padding-1 cases run straight from the input instead of through the
+//      phases (depthwise_set_direct); DepthwiseDirect compares the two byte for byte;
 //   4. larger batches (the tiny path's blocks of 4 and 64 images, the weight gradient's stacks,
 //      with remainders), and results that do not depend on the thread count (every output or
 //      weight gradient is summed by one thread, in a fixed order).

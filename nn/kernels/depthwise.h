@@ -12,8 +12,9 @@
 // does not change it). How a plane is computed depends on its size (depthwise.cpp): tiny planes
 // (4x4, 2x2, ...) as a small dense matrix per channel; 3x3 with stride 1 or 2 (every other
 // MobileNetV2 layer) as "flat polyphase" planes, one branch-free loop of nine shifted loads per
-// plane with the padding in a per-thread buffer; any other kernel, stride or padding through a
-// general path. The backward passes are derived step by step in depthwise.cpp.
+// plane with the padding in a per-thread buffer, or, on AVX-512 CPUs and for padding 1, straight
+// from the input with masked loads; any other kernel, stride or padding through a general path.
+// The backward passes are derived step by step in depthwise.cpp.
 //
 // Shapes: the geometry is a Conv2dGeom (conv.h) with groups == C == OC (channel multiplier 1).
 //   x  [N, C, H, W]    w  [C, 1, KH, KW]    bias [C] (may be null)    y  [N, C, OH, OW]
