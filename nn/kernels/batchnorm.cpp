@@ -350,10 +350,6 @@ void block_grad_sums_lanes16(const float* g, const float* z, const float* x, int
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
 
-bool cpu_has_avx512f() {
-  __builtin_cpu_init();  // may run before libgcc's own constructor has
-  return __builtin_cpu_supports("avx512f");
-}
 const bool lanes16_available = cpu_has_avx512f();
 #else
 const bool lanes16_available = false;

@@ -53,4 +53,13 @@ float* scratch(int slot, int64_t n) {
   return b.data();
 }
 
+bool cpu_has_avx512f() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();  // may run before libgcc's own constructor has (static initialisers)
+  return __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
 }  // namespace sleepnet::kernels

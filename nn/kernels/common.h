@@ -113,6 +113,11 @@ class BlasThreads {
   int saved_;
 };
 
+// Whether the CPU the program runs on has AVX-512F (false off x86-64): the condition under which
+// GCC's target_clones pick their AVX-512 clone, and under which the kernels' hand-written AVX-512
+// paths (batch-norm sums, depthwise straight from the input) may run.
+bool cpu_has_avx512f();
+
 // Per-thread scratch memory: returns at least n floats, contents unspecified. The pointer stays
 // valid until the same thread asks the same slot for more. slot is 0 or 1.
 float* scratch(int slot, int64_t n);

@@ -1203,11 +1203,7 @@ void direct_planes(const Conv2dGeom& g, const float* x, const float* w, const fl
 
 #pragma GCC pop_options
 
-bool dw_cpu_has_avx512f() {
-  __builtin_cpu_init();  // may run before libgcc's own constructor has
-  return __builtin_cpu_supports("avx512f");
-}
-const bool direct_available = dw_cpu_has_avx512f();
+const bool direct_available = cpu_has_avx512f();
 #else
 const bool direct_available = false;
 #endif
