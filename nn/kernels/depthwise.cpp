@@ -1188,6 +1188,65 @@ void direct_plane_bwd_s2(const float* dy, int64_t H, int64_t W, const float* w, 
   }
 }
 
+// 4x4 planes, stride 1 (MobileNetV2's 4x4 layers at 64x64 input): a plane is one vector of 16
+// floats, and tap k of all 16 outputs is that vector permuted (lane o takes pixel o + (kh - 1) 4 +
+// kw - 1), the lanes whose tap falls outside the plane zeroed. The tiny path this replaces sums
+// every output over all 16 pixels of its matrix row, in pixel order, from 0, the unlinked pixels
+// adding w * 0 = 0 (linked pixels come in (kh, kw) order): here each output starts from 0 too and
+// adds its nine taps in (kh, kw) order, the taps outside adding 0 the same way, so the bits are
+// the same (for finite inputs: the matrix also multiplies unlinked infinities by 0). One channel
+// at a time over all N images, so its nine weight vectors are broadcast once.
+struct Tiny4x4 {
+  __m512i idx[9];
+  __mmask16 mask[9];
+  Tiny4x4() {
+    for (int k = 0; k < 9; ++k) {
+      alignas(64) int32_t id[16];
+      unsigned m = 0;
+      for (int o = 0; o < 16; ++o) {
+        const int ih = o / 4 + k / 3 - 1, iw = o % 4 + k % 3 - 1;
+        const bool inside = ih >= 0 && ih < 4 && iw >= 0 && iw < 4;
+        id[o] = inside ? ih * 4 + iw : 0;
+        if (inside) m |= 1u << o;
+      }
+      idx[k] = _mm512_load_si512(id);
+      mask[k] = static_cast<__mmask16>(m);
+    }
+  }
+};
+
+// Channels [c0, c1) of x [N, C, 4, 4] into y (kernel rotated by 180 degrees for backward-data).
+// Blocked like the tiny path: channel blocks of kTinyChannels, and for each group of four images
+// every channel of the block in turn (neighbouring planes in memory), four chains interleaved.
+void direct_channels_4x4(const Conv2dGeom& g, const float* x, const float* w, const float* bias, bool rotate,
+                         float* y, int64_t c0, int64_t c1) {
+  const Tiny4x4 T;
+  const int64_t C = g.C;
+  for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
+    const int64_t ce = std::min(c1, cb + kTinyChannels);
+    for (int64_t n0 = 0; n0 < g.N; n0 += 4) {
+      const int64_t cnt = std::min<int64_t>(4, g.N - n0);
+      for (int64_t c = cb; c < ce; ++c) {
+        __m512 wv[9];
+        for (int k = 0; k < 9; ++k) wv[k] = _mm512_set1_ps(w[c * 9 + (rotate ? 8 - k : k)]);
+        __m512 v[4], acc[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          v[j] = j < cnt ? _mm512_loadu_ps(x + ((n0 + j) * C + c) * 16) : _mm512_setzero_ps();
+          acc[j] = _mm512_setzero_ps();
+        }
+#pragma GCC unroll 9
+        for (int k = 0; k < 9; ++k)
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j)
+            acc[j] = _mm512_fmadd_ps(wv[k], _mm512_maskz_permutexvar_ps(T.mask[k], T.idx[k], v[j]), acc[j]);
+        for (int64_t j = 0; j < cnt; ++j)
+          _mm512_storeu_ps(y + ((n0 + j) * C + c) * 16, bias ? _mm512_add_ps(acc[j], _mm512_set1_ps(bias[c])) : acc[j]);
+      }
+    }
+  }
+}
+
 // Planes [p0, p1) of a pass (plane p uses channel p % C's kernel, rotated by 180 degrees for the
 // backward-data pass, and bias, if any).
 void direct_planes(const Conv2dGeom& g, const float* x, const float* w, const float* bias, bool rotate, float* y,
@@ -1213,6 +1272,7 @@ bool direct_on = direct_available;
 bool direct_fits(const Conv2dGeom& g) {
   return direct_on && g.KH == 3 && g.KW == 3 && g.PH == 1 && g.PW == 1 && g.SH == g.SW && (g.SH == 1 || g.SH == 2);
 }
+bool direct_4x4(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 1 && g.H == 4 && g.W == 4; }
 
 }  // namespace
 
@@ -1220,6 +1280,11 @@ bool direct_fits(const Conv2dGeom& g) {
 
 void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
   check_depthwise(g, "depthwise_forward");
+#ifdef SLEEPNET_DW_DIRECT
+  if (direct_4x4(g))
+    return parallel_for(g.C, pass_threads(g),
+                        [&](int64_t c0, int64_t c1) { direct_channels_4x4(g, x, w, bias, false, y, c0, c1); });
+#endif
   if (tiny_planes(g)) return forward_tiny(g, x, w, bias, y);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
   const bool fast = is_3x3_fast(g);
@@ -1250,6 +1315,11 @@ void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, cons
 
 void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
   check_depthwise(g, "depthwise_backward_data");
+#ifdef SLEEPNET_DW_DIRECT
+  if (direct_4x4(g))  // stride 1, padding 1: the forward on dy with the kernel rotated
+    return parallel_for(g.C, pass_threads(g),
+                        [&](int64_t c0, int64_t c1) { direct_channels_4x4(g, dy, w, nullptr, true, dx, c0, c1); });
+#endif
   if (tiny_planes(g)) return backward_data_tiny(g, dy, w, dx);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
   // 3x3 stride 1: the forward on dy with the kernel rotated by 180 degrees and padding 2 - P (see
