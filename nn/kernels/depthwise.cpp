@@ -49,7 +49,8 @@
 //                 one branch-free loop of nine shifted loads; on AVX-512 CPUs, for padding 1
 //                 (forward; backward-data with stride 1, and with stride 2 on rows of 32 and
 //                 more), straight from the input instead, four output rows at a time, with the
-//                 same bits (below, "straight from the input");
+//                 same bits (below, "straight from the input"); there also the 4x4 and 2x2
+//                 stride-1 planes, which otherwise take the tiny path, as permuted vectors;
 //   anything else (5x5, stride 3, mixed strides): the general phase-plane path, any kernel,
 //                 stride and padding.
 //
@@ -1051,6 +1052,8 @@ bool is_3x3_fast(const Conv2dGeom& g) {
 #define SLEEPNET_DW_DIRECT 1
 #pragma GCC push_options
 #pragma GCC target("avx512f")  // everything up to pop_options
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's false alarm inside the *_round_ps intrinsics
 
 constexpr int kDirectRows = 4;  // output rows per group
 
@@ -1247,6 +1250,73 @@ void direct_channels_4x4(const Conv2dGeom& g, const float* x, const float* w, co
   }
 }
 
+// 2x2 planes, stride 1 (MobileNetV2's 2x2 layers at 64x64 input): four planes per vector, those of
+// four neighbouring channels of one image (lane l: channel c + l / 4, pixel l % 4), each tap a
+// permute within each plane's four lanes, weights per lane. The tiny path's 2x2 product comes out
+// of GCC without FMAs (a rounded product added to the sum, from 0, in pixel order = (kh, kw)
+// order), so here too: a multiply and an add per tap. Channel blocks of kTinyChannels (four
+// plane groups), for each group of four images every group of the block in turn.
+// a * b and a + b, each rounded: GCC's _mm512_mul_ps and _mm512_add_ps are plain vector operators,
+// which it would contract into one FMA; these are not.
+inline __m512 mul_rounded(__m512 a, __m512 b) { return _mm512_mul_round_ps(a, b, _MM_FROUND_CUR_DIRECTION); }
+inline __m512 add_rounded(__m512 a, __m512 b) { return _mm512_add_round_ps(a, b, _MM_FROUND_CUR_DIRECTION); }
+
+void direct_channels_2x2(const Conv2dGeom& g, const float* x, const float* w, const float* bias, bool rotate,
+                         float* y, int64_t c0, int64_t c1) {
+  __m512i idx[9];
+  __mmask16 mask[9];
+  for (int k = 0; k < 9; ++k) {
+    alignas(64) int32_t id[16];
+    unsigned m = 0;
+    for (int l = 0; l < 16; ++l) {
+      const int o = l % 4, ih = o / 2 + k / 3 - 1, iw = o % 2 + k % 3 - 1;
+      const bool inside = ih >= 0 && ih < 2 && iw >= 0 && iw < 2;
+      id[l] = inside ? l / 4 * 4 + ih * 2 + iw : 0;
+      if (inside) m |= 1u << l;
+    }
+    idx[k] = _mm512_load_si512(id);
+    mask[k] = static_cast<__mmask16>(m);
+  }
+  const int64_t C = g.C;
+  alignas(64) float wl[kTinyChannels / 4][9][16], bl[kTinyChannels / 4][16];
+  for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
+    const int64_t ce = std::min(c1, cb + kTinyChannels), groups = (ce - cb + 3) / 4;
+    for (int64_t q = 0; q < groups; ++q)
+      for (int l = 0; l < 16; ++l) {
+        const int64_t c = std::min(cb + q * 4 + l / 4, ce - 1);  // lanes past the block: not stored
+        for (int k = 0; k < 9; ++k) wl[q][k][l] = w[c * 9 + (rotate ? 8 - k : k)];
+        bl[q][l] = bias ? bias[c] : 0.f;
+      }
+    for (int64_t n0 = 0; n0 < g.N; n0 += 4) {
+      const int64_t cnt = std::min<int64_t>(4, g.N - n0);
+      for (int64_t q = 0; q < groups; ++q) {
+        const int64_t c = cb + q * 4;
+        const __mmask16 m = lanes((ce - c) * 4);
+        __m512 v[4], acc[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          v[j] = j < cnt ? _mm512_maskz_loadu_ps(m, x + ((n0 + j) * C + c) * 4) : _mm512_setzero_ps();
+          acc[j] = _mm512_setzero_ps();
+        }
+#pragma GCC unroll 9
+        for (int k = 0; k < 9; ++k) {
+          const __m512 wk = _mm512_load_ps(wl[q][k]);
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j)
+            acc[j] = add_rounded(acc[j], mul_rounded(wk, _mm512_maskz_permutexvar_ps(mask[k], idx[k], v[j])));
+        }
+        const __m512 b = _mm512_load_ps(bl[q]);
+        for (int64_t j = 0; j < cnt; ++j) {
+          float* d = y + ((n0 + j) * C + c) * 4;
+          const __m512 r = bias ? _mm512_add_ps(acc[j], b) : acc[j];
+          if (m == 0xFFFF) _mm512_storeu_ps(d, r);
+          else _mm512_mask_storeu_ps(d, m, r);
+        }
+      }
+    }
+  }
+}
+
 // Planes [p0, p1) of a pass (plane p uses channel p % C's kernel, rotated by 180 degrees for the
 // backward-data pass, and bias, if any).
 void direct_planes(const Conv2dGeom& g, const float* x, const float* w, const float* bias, bool rotate, float* y,
@@ -1260,6 +1330,7 @@ void direct_planes(const Conv2dGeom& g, const float* x, const float* w, const fl
   }
 }
 
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 
 const bool direct_available = cpu_has_avx512f();
@@ -1273,6 +1344,7 @@ bool direct_fits(const Conv2dGeom& g) {
   return direct_on && g.KH == 3 && g.KW == 3 && g.PH == 1 && g.PW == 1 && g.SH == g.SW && (g.SH == 1 || g.SH == 2);
 }
 bool direct_4x4(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 1 && g.H == 4 && g.W == 4; }
+bool direct_2x2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 1 && g.H == 2 && g.W == 2; }
 
 }  // namespace
 
@@ -1284,6 +1356,9 @@ void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, cons
   if (direct_4x4(g))
     return parallel_for(g.C, pass_threads(g),
                         [&](int64_t c0, int64_t c1) { direct_channels_4x4(g, x, w, bias, false, y, c0, c1); });
+  if (direct_2x2(g))
+    return parallel_for(
+        g.C, pass_threads(g), [&](int64_t c0, int64_t c1) { direct_channels_2x2(g, x, w, bias, false, y, c0, c1); }, 4);
 #endif
   if (tiny_planes(g)) return forward_tiny(g, x, w, bias, y);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
@@ -1319,6 +1394,10 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
   if (direct_4x4(g))  // stride 1, padding 1: the forward on dy with the kernel rotated
     return parallel_for(g.C, pass_threads(g),
                         [&](int64_t c0, int64_t c1) { direct_channels_4x4(g, dy, w, nullptr, true, dx, c0, c1); });
+  if (direct_2x2(g))
+    return parallel_for(
+        g.C, pass_threads(g), [&](int64_t c0, int64_t c1) { direct_channels_2x2(g, dy, w, nullptr, true, dx, c0, c1); },
+        4);
 #endif
   if (tiny_planes(g)) return backward_data_tiny(g, dy, w, dx);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
