@@ -1256,6 +1256,66 @@ void direct_channels_4x4(const Conv2dGeom& g, const float* x, const float* w, co
 // of GCC without FMAs (a rounded product added to the sum, from 0, in pixel order = (kh, kw)
 // order), so here too: a multiply and an add per tap. Channel blocks of kTinyChannels (four
 // plane groups), for each group of four images every group of the block in turn.
+// 8x8 planes, stride 2 (to 4x4; MobileNetV2's 192x8x8 layer at 64x64 input): the plane is four
+// vectors (rows 0-1, 2-3, 4-5, 6-7) and its 16 outputs one; tap k of every output is one pixel of
+// rows 0-3 or 4-7, so two two-vector permutes and a blend gather it (zero where the tap falls in
+// the padding). Output o sums its taps from 0 in (kh, kw) order, as the tiny path's product (whose
+// pixel order is that order) does; four images at a time in channel blocks, as the 4x4 planes.
+struct Stride2From8x8 {
+  __m512i lo[9], hi[9];      // from rows 0-3 (vectors 0, 1) and rows 4-7 (vectors 2, 3)
+  __mmask16 in[9], upper[9];  // taps inside the plane; those of them in rows 4-7
+  Stride2From8x8() {
+    for (int k = 0; k < 9; ++k) {
+      alignas(64) int32_t a[16], b[16];
+      unsigned m = 0, u = 0;
+      for (int o = 0; o < 16; ++o) {
+        const int ih = 2 * (o / 4) - 1 + k / 3, iw = 2 * (o % 4) - 1 + k % 3;
+        const bool inside = ih >= 0 && ih < 8 && iw >= 0 && iw < 8;
+        const int q = inside ? ih * 8 + iw : 0;
+        a[o] = q < 32 ? q : 0, b[o] = q >= 32 ? q - 32 : 0;
+        if (inside) m |= 1u << o;
+        if (inside && q >= 32) u |= 1u << o;
+      }
+      lo[k] = _mm512_load_si512(a), hi[k] = _mm512_load_si512(b);
+      in[k] = static_cast<__mmask16>(m), upper[k] = static_cast<__mmask16>(u);
+    }
+  }
+};
+
+void direct_channels_8x8_s2(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y,
+                            int64_t c0, int64_t c1) {
+  const Stride2From8x8 T;
+  const int64_t C = g.C;
+  for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
+    const int64_t ce = std::min(c1, cb + kTinyChannels);
+    for (int64_t n0 = 0; n0 < g.N; n0 += 4) {
+      const int64_t cnt = std::min<int64_t>(4, g.N - n0);
+      for (int64_t c = cb; c < ce; ++c) {
+        __m512 wv[9];
+        for (int k = 0; k < 9; ++k) wv[k] = _mm512_set1_ps(w[c * 9 + k]);
+        __m512 v[4][4], acc[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          const float* p = x + ((n0 + (j < cnt ? j : 0)) * C + c) * 64;
+          for (int r = 0; r < 4; ++r) v[j][r] = _mm512_loadu_ps(p + 16 * r);
+          acc[j] = _mm512_setzero_ps();
+        }
+#pragma GCC unroll 9
+        for (int k = 0; k < 9; ++k)
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) {
+            const __m512 a = _mm512_permutex2var_ps(v[j][0], T.lo[k], v[j][1]);
+            const __m512 b = _mm512_permutex2var_ps(v[j][2], T.hi[k], v[j][3]);
+            const __m512 t = _mm512_maskz_mov_ps(T.in[k], _mm512_mask_mov_ps(a, T.upper[k], b));
+            acc[j] = _mm512_fmadd_ps(wv[k], t, acc[j]);
+          }
+        for (int64_t j = 0; j < cnt; ++j)
+          _mm512_storeu_ps(y + ((n0 + j) * C + c) * 16, bias ? _mm512_add_ps(acc[j], _mm512_set1_ps(bias[c])) : acc[j]);
+      }
+    }
+  }
+}
+
 // a * b and a + b, each rounded: GCC's _mm512_mul_ps and _mm512_add_ps are plain vector operators,
 // which it would contract into one FMA; these are not.
 inline __m512 mul_rounded(__m512 a, __m512 b) { return _mm512_mul_round_ps(a, b, _MM_FROUND_CUR_DIRECTION); }
@@ -1345,6 +1405,7 @@ bool direct_fits(const Conv2dGeom& g) {
 }
 bool direct_4x4(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 1 && g.H == 4 && g.W == 4; }
 bool direct_2x2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 1 && g.H == 2 && g.W == 2; }
+bool direct_8x8_s2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 2 && g.H == 8 && g.W == 8; }
 
 }  // namespace
 
@@ -1359,6 +1420,9 @@ void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, cons
   if (direct_2x2(g))
     return parallel_for(
         g.C, pass_threads(g), [&](int64_t c0, int64_t c1) { direct_channels_2x2(g, x, w, bias, false, y, c0, c1); }, 4);
+  if (direct_8x8_s2(g))
+    return parallel_for(g.C, pass_threads(g),
+                        [&](int64_t c0, int64_t c1) { direct_channels_8x8_s2(g, x, w, bias, y, c0, c1); });
 #endif
   if (tiny_planes(g)) return forward_tiny(g, x, w, bias, y);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
