@@ -1321,6 +1321,81 @@ void direct_channels_8x8_s2(const Conv2dGeom& g, const float* x, const float* w,
 inline __m512 mul_rounded(__m512 a, __m512 b) { return _mm512_mul_round_ps(a, b, _MM_FROUND_CUR_DIRECTION); }
 inline __m512 add_rounded(__m512 a, __m512 b) { return _mm512_add_round_ps(a, b, _MM_FROUND_CUR_DIRECTION); }
 
+// 4x4 planes, stride 2 (to 2x2; MobileNetV2's 576x4x4 layer at 64x64 input): four channels'
+// planes in (four vectors), their four 2x2 outputs out (one vector, lane l: channel c + l / 4,
+// pixel l % 4), each tap two two-vector permutes and a blend, weights per lane; the tiny path's
+// order of terms (from 0, (kh, kw) order), its products and sums rounded separately as GCC
+// compiles that product for this shape (no FMAs; DepthwiseDirect checks it).
+struct Stride2From4x4 {
+  __m512i lo[9], hi[9];
+  __mmask16 in[9], upper[9];
+  Stride2From4x4() {
+    for (int k = 0; k < 9; ++k) {
+      alignas(64) int32_t a[16], b[16];
+      unsigned m = 0, u = 0;
+      for (int l = 0; l < 16; ++l) {
+        const int j = l / 4, o = l % 4, ih = 2 * (o / 2) - 1 + k / 3, iw = 2 * (o % 2) - 1 + k % 3;
+        const bool inside = ih >= 0 && ih < 4 && iw >= 0 && iw < 4;
+        const int q = inside ? j * 16 + ih * 4 + iw : 0;  // in the four planes' 64 floats
+        a[l] = q < 32 ? q : 0, b[l] = q >= 32 ? q - 32 : 0;
+        if (inside) m |= 1u << l;
+        if (inside && q >= 32) u |= 1u << l;
+      }
+      lo[k] = _mm512_load_si512(a), hi[k] = _mm512_load_si512(b);
+      in[k] = static_cast<__mmask16>(m), upper[k] = static_cast<__mmask16>(u);
+    }
+  }
+};
+
+void direct_channels_4x4_s2(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y,
+                            int64_t c0, int64_t c1) {
+  const Stride2From4x4 T;
+  const int64_t C = g.C;
+  alignas(64) float wl[kTinyChannels / 4][9][16], bl[kTinyChannels / 4][16];
+  for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
+    const int64_t ce = std::min(c1, cb + kTinyChannels), groups = (ce - cb + 3) / 4;
+    for (int64_t q = 0; q < groups; ++q)
+      for (int l = 0; l < 16; ++l) {
+        const int64_t c = std::min(cb + q * 4 + l / 4, ce - 1);  // lanes past the block: not stored
+        for (int k = 0; k < 9; ++k) wl[q][k][l] = w[c * 9 + k];
+        bl[q][l] = bias ? bias[c] : 0.f;
+      }
+    for (int64_t n0 = 0; n0 < g.N; n0 += 4) {
+      const int64_t cnt = std::min<int64_t>(4, g.N - n0);
+      for (int64_t q = 0; q < groups; ++q) {
+        const int64_t c = cb + q * 4;
+        const __mmask16 m = lanes((ce - c) * 4);
+        __m512 v[4][4], acc[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          const float* p = x + ((n0 + (j < cnt ? j : 0)) * C + c) * 16;
+          for (int r = 0; r < 4; ++r)  // channel c + r's plane (zeros past the block)
+            v[j][r] = c + r < ce ? _mm512_loadu_ps(p + 16 * r) : _mm512_setzero_ps();
+          acc[j] = _mm512_setzero_ps();
+        }
+#pragma GCC unroll 9
+        for (int k = 0; k < 9; ++k) {
+          const __m512 wk = _mm512_load_ps(wl[q][k]);
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) {
+            const __m512 a = _mm512_permutex2var_ps(v[j][0], T.lo[k], v[j][1]);
+            const __m512 b = _mm512_permutex2var_ps(v[j][2], T.hi[k], v[j][3]);
+            const __m512 t = _mm512_maskz_mov_ps(T.in[k], _mm512_mask_mov_ps(a, T.upper[k], b));
+            acc[j] = add_rounded(acc[j], mul_rounded(wk, t));
+          }
+        }
+        const __m512 b = _mm512_load_ps(bl[q]);
+        for (int64_t j = 0; j < cnt; ++j) {
+          float* d = y + ((n0 + j) * C + c) * 4;
+          const __m512 r = bias ? _mm512_add_ps(acc[j], b) : acc[j];
+          if (m == 0xFFFF) _mm512_storeu_ps(d, r);
+          else _mm512_mask_storeu_ps(d, m, r);
+        }
+      }
+    }
+  }
+}
+
 void direct_channels_2x2(const Conv2dGeom& g, const float* x, const float* w, const float* bias, bool rotate,
                          float* y, int64_t c0, int64_t c1) {
   __m512i idx[9];
@@ -1406,6 +1481,7 @@ bool direct_fits(const Conv2dGeom& g) {
 bool direct_4x4(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 1 && g.H == 4 && g.W == 4; }
 bool direct_2x2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 1 && g.H == 2 && g.W == 2; }
 bool direct_8x8_s2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 2 && g.H == 8 && g.W == 8; }
+bool direct_4x4_s2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 2 && g.H == 4 && g.W == 4; }
 
 }  // namespace
 
@@ -1423,6 +1499,9 @@ void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, cons
   if (direct_8x8_s2(g))
     return parallel_for(g.C, pass_threads(g),
                         [&](int64_t c0, int64_t c1) { direct_channels_8x8_s2(g, x, w, bias, y, c0, c1); });
+  if (direct_4x4_s2(g))
+    return parallel_for(
+        g.C, pass_threads(g), [&](int64_t c0, int64_t c1) { direct_channels_4x4_s2(g, x, w, bias, y, c0, c1); }, 4);
 #endif
   if (tiny_planes(g)) return forward_tiny(g, x, w, bias, y);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
