@@ -1085,12 +1085,64 @@ template <int S>
   }
 }
 
+// Narrow planes (at most 8 outputs a row, input rows of at most 16 floats: 7x7 and 8x8 with stride
+// 1, 14x14 and 16x16 with stride 2): two output rows per vector, oh in lanes 0-7 and oh + 1 in lanes
+// 8-15, so no half-empty vectors. Tap (kh, kw) of the pair is one permute of the two input rows
+// it reads (each one masked load): lanes i < 8 take row S oh - 1 + kh at column S i - 1 + kw,
+// lanes 8 + i row S (oh + 1) - 1 + kh; the left taps of column 0 are zeroed by the permute's mask.
+// Same chains as the rows above (fma(w0, t0, w1 * t1), then one FMA per tap); eight output rows
+// (four chains) at a time.
+template <int S>
+void direct_plane_pairs(const float* x, int64_t H, int64_t W, const __m512 (&wv)[9], const float* bias, float* y) {
+  const int64_t OH = (H - 1) / S + 1, OW = (W - 1) / S + 1;
+  const __mmask16 mw = lanes(W), mo = lanes(OW), left = __mmask16(0xFEFE);
+  alignas(64) int32_t id[3][16];
+  for (int kw = 0; kw < 3; ++kw)
+    for (int i = 0; i < 8; ++i) {
+      const int col = std::max(0, S * i - 1 + kw);  // column -1 is masked off
+      id[kw][i] = col, id[kw][8 + i] = 16 + col;
+    }
+  const __m512i il = _mm512_load_si512(id[0]), ic = _mm512_load_si512(id[1]), ir = _mm512_load_si512(id[2]);
+  const __m512 zero = _mm512_setzero_ps();
+  auto row = [&](int64_t ih) SLEEPNET_INLINE {
+    return ih < 0 || ih >= H ? zero : _mm512_maskz_loadu_ps(mw, x + ih * W);
+  };
+  for (int64_t oh = 0; oh < OH; oh += 8) {
+    __m512 acc[4];
+#pragma GCC unroll 3
+    for (int kh = 0; kh < 3; ++kh)
+#pragma GCC unroll 4
+      for (int v = 0; v < 4; ++v) {
+        const int64_t r = oh + 2 * v;  // output rows r (lanes 0-7) and r + 1 (lanes 8-15)
+        const __m512 a = row(S * r - 1 + kh), b = row(S * (r + 1) - 1 + kh);
+        const __m512 l = _mm512_maskz_permutex2var_ps(left, a, il, b);
+        const __m512 c = _mm512_permutex2var_ps(a, ic, b), t = _mm512_permutex2var_ps(a, ir, b);
+        if (kh == 0) {
+          acc[v] = _mm512_fmadd_ps(wv[0], l, _mm512_mul_ps(wv[1], c));
+        } else {
+          acc[v] = _mm512_fmadd_ps(wv[3 * kh], l, acc[v]);
+          acc[v] = _mm512_fmadd_ps(wv[3 * kh + 1], c, acc[v]);
+        }
+        acc[v] = _mm512_fmadd_ps(wv[3 * kh + 2], t, acc[v]);
+      }
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) {
+      const int64_t r = oh + 2 * v;
+      if (r >= OH) break;
+      const __m512 o = bias ? _mm512_add_ps(acc[v], _mm512_set1_ps(*bias)) : acc[v];
+      _mm512_mask_storeu_ps(y + r * OW, mo, o);
+      if (r + 1 < OH) _mm512_mask_storeu_ps(y + (r + 1) * OW - 8, __mmask16(mo << 8), o);
+    }
+  }
+}
+
 // y [OH, OW] = formula (1) for one plane x [H, W]; 3x3, padding 1, stride S in both directions.
 template <int S>
 void direct_plane(const float* x, int64_t H, int64_t W, const float* w, const float* bias, float* y) {
   const int64_t OH = (H - 1) / S + 1, OW = (W - 1) / S + 1;
   __m512 wv[9];
   for (int k = 0; k < 9; ++k) wv[k] = _mm512_set1_ps(w[k]);
+  if (OW <= 8 && W <= 16) return direct_plane_pairs<S>(x, H, W, wv, bias, y);
   const __m512 zero = _mm512_setzero_ps();
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
