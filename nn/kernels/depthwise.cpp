@@ -1195,12 +1195,30 @@ void direct_plane(const float* x, int64_t H, int64_t W, const float* w, const fl
   }
 }
 
+// a * b and a + b, each rounded: GCC's _mm512_mul_ps and _mm512_add_ps are plain vector operators,
+// which it would contract into one FMA; these are not.
+inline __m512 mul_rounded(__m512 a, __m512 b) { return _mm512_mul_round_ps(a, b, _MM_FROUND_CUR_DIRECTION); }
+inline __m512 add_rounded(__m512 a, __m512 b) { return _mm512_add_round_ps(a, b, _MM_FROUND_CUR_DIRECTION); }
+
 // dx [H, W] = formula (3) for one plane dy [OH, OW]; 3x3, padding 1, stride 2: the gather of
 // backward_data_plane_3x3_s2 straight from dy. An even dx row 2m takes kh = 1 from dy row m; an odd
 // row 2m + 1 takes kh = 0 from dy row m + 1 and kh = 2 from row m. Likewise in columns: dx column 2n
 // takes kw = 1 from dy column n (the "even" vector e), dx column 2n + 1 takes kw = 0 from column
 // n + 1 and kw = 2 from column n (the "odd" vector o). Terms in the gather's order (qsum, the
 // same contraction: the first product fused with the second); e and o are then interleaved.
+//
+// kFma: the gather's 16-float blocks (rows of 32 and more) come out of GCC with FMAs as written
+// below; its 4- and 8-float blocks (rows of 8 to 31) without (read off the AVX-512 build: every
+// product rounded, then added in qsum's order), so for those rows every fma(a, b, c) here is a
+// rounded product added to c. (Its scalar tail, for the last column of an odd width, has FMAs:
+// odd widths below 32 keep the gather.)
+template <bool kFma>
+[[gnu::always_inline]] inline __m512 madd(__m512 a, __m512 b, __m512 c) {
+  if constexpr (kFma) return _mm512_fmadd_ps(a, b, c);
+  else return add_rounded(mul_rounded(a, b), c);
+}
+
+template <bool kFma>
 void direct_plane_bwd_s2(const float* dy, int64_t H, int64_t W, const float* w, float* dx) {
   const int64_t OH = (H - 1) / 2 + 1, OW = (W - 1) / 2 + 1;
   __m512 wv[9];
@@ -1228,14 +1246,14 @@ void direct_plane_bwd_s2(const float* dy, int64_t H, int64_t W, const float* w, 
     load(0, c0, c1);
     for (int64_t m = 0; 2 * m < H; ++m) {
       // row 2m: e = w11 c0, o = w10 c1 + w12 c0
-      store(2 * m, _mm512_mul_ps(wv[4], c0), _mm512_fmadd_ps(wv[3], c1, _mm512_mul_ps(wv[5], c0)));
+      store(2 * m, mul_rounded(wv[4], c0), madd<kFma>(wv[3], c1, mul_rounded(wv[5], c0)));
       load(m + 1, n0v, n1v);
       if (2 * m + 1 < H) {
         // row 2m + 1: e = w01 n0 + w21 c0; o = w00 n1 + w02 n0 + w20 c1 + w22 c0
-        const __m512 e = _mm512_fmadd_ps(wv[1], n0v, _mm512_mul_ps(wv[7], c0));
-        __m512 o = _mm512_fmadd_ps(wv[0], n1v, _mm512_mul_ps(wv[2], n0v));
-        o = _mm512_fmadd_ps(wv[6], c1, o);
-        o = _mm512_fmadd_ps(wv[8], c0, o);
+        const __m512 e = madd<kFma>(wv[1], n0v, mul_rounded(wv[7], c0));
+        __m512 o = madd<kFma>(wv[0], n1v, mul_rounded(wv[2], n0v));
+        o = madd<kFma>(wv[6], c1, o);
+        o = madd<kFma>(wv[8], c0, o);
         store(2 * m + 1, e, o);
       }
       c0 = n0v, c1 = n1v;
@@ -1367,11 +1385,6 @@ void direct_channels_8x8_s2(const Conv2dGeom& g, const float* x, const float* w,
     }
   }
 }
-
-// a * b and a + b, each rounded: GCC's _mm512_mul_ps and _mm512_add_ps are plain vector operators,
-// which it would contract into one FMA; these are not.
-inline __m512 mul_rounded(__m512 a, __m512 b) { return _mm512_mul_round_ps(a, b, _MM_FROUND_CUR_DIRECTION); }
-inline __m512 add_rounded(__m512 a, __m512 b) { return _mm512_add_round_ps(a, b, _MM_FROUND_CUR_DIRECTION); }
 
 // 4x4 planes, stride 2 (to 2x2; MobileNetV2's 576x4x4 layer at 64x64 input): four channels'
 // planes in (four vectors), their four 2x2 outputs out (one vector, lane l: channel c + l / 4,
@@ -1606,9 +1619,12 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
   if (rotated && direct_fits(t))
     return parallel_for(g.N * C, pass_threads(g),
                         [&](int64_t p0, int64_t p1) { direct_planes(t, dy, w, nullptr, true, dx, p0, p1); });
-  if (gather && direct_fits(g) && g.W >= 32)
+  if (gather && direct_fits(g) && (g.W >= 32 || (g.W >= 8 && g.W % 2 == 0)))
     return parallel_for(g.N * C, pass_threads(g), [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) direct_plane_bwd_s2(dy + p * OHW, g.H, g.W, w + p % C * 9, dx + p * HW);
+      for (int64_t p = p0; p < p1; ++p) {
+        if (g.W >= 32) direct_plane_bwd_s2<true>(dy + p * OHW, g.H, g.W, w + p % C * 9, dx + p * HW);
+        else direct_plane_bwd_s2<false>(dy + p * OHW, g.H, g.W, w + p % C * 9, dx + p * HW);
+      }
     });
 #endif
   parallel_for(g.N * C, pass_threads(g), [&](int64_t p0, int64_t p1) {
