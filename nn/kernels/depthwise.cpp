@@ -1386,6 +1386,72 @@ void direct_channels_8x8_s2(const Conv2dGeom& g, const float* x, const float* w,
   }
 }
 
+// Backward-data of the 8x8 and 4x4 stride-2 planes (dy 4x4, dx 8x8; dy 2x2, dx 4x4): dx pixel q sums, over the outputs o
+// whose window holds it, w[tap] * dy[o], from 0 in increasing o, as the tiny path's transposed
+// product does (unlinked outputs add 0). A pixel has at most four such outputs: (rows oh_lo <=
+// oh_hi) x (columns ow_lo <= ow_hi), taken in that order as four "slots"; slot s of the 16 pixels
+// of dx vector r is one permute of dy (the output's lane) times one permute of the kernel (the
+// tap's weight), zero where the pixel has no such output. `kFma` as GCC compiles that product.
+// The same table serves the 4x4 planes (dy 2x2, dx 4x4: one dx vector, H = 4).
+template <int H>
+struct Stride2ToHxH {
+  static constexpr int kVectors = H * H / 16, OH = H / 2;
+  __m512i out[kVectors][4], tap[kVectors][4];  // [dx vector][slot]
+  __mmask16 has[kVectors][4];
+  Stride2ToHxH() {
+    for (int r = 0; r < kVectors; ++r)
+      for (int sl = 0; sl < 4; ++sl) {
+        alignas(64) int32_t o[16], t[16];
+        unsigned m = 0;
+        for (int l = 0; l < 16; ++l) {
+          const int ih = (16 * r + l) / H, iw = l % H;
+          // rows oh with 2 oh - 1 + kh = ih: even ih: oh = ih / 2; odd: (ih - 1) / 2 and (ih + 1) / 2
+          const int ohs[2] = {ih % 2 ? (ih - 1) / 2 : ih / 2, ih % 2 ? (ih + 1) / 2 : -1};
+          const int ows[2] = {iw % 2 ? (iw - 1) / 2 : iw / 2, iw % 2 ? (iw + 1) / 2 : -1};
+          const int oh = ohs[sl / 2], ow = ows[sl % 2];
+          const bool ok = oh >= 0 && oh < OH && ow >= 0 && ow < OH;
+          o[l] = ok ? oh * OH + ow : 0;
+          t[l] = ok ? (ih + 1 - 2 * oh) * 3 + (iw + 1 - 2 * ow) : 0;
+          if (ok) m |= 1u << l;
+        }
+        out[r][sl] = _mm512_load_si512(o), tap[r][sl] = _mm512_load_si512(t);
+        has[r][sl] = static_cast<__mmask16>(m);
+      }
+  }
+};
+
+template <int H, bool kFma>
+void direct_channels_s2_bwd(const Conv2dGeom& g, const float* dy, const float* w, float* dx, int64_t c0, int64_t c1) {
+  const Stride2ToHxH<H> T;
+  constexpr int64_t kIn = H * H / 4, kOut = H * H;  // floats of a dy plane and of a dx plane
+  const int64_t C = g.C;
+  for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
+    const int64_t ce = std::min(c1, cb + kTinyChannels);
+    for (int64_t n0 = 0; n0 < g.N; n0 += 4) {
+      const int64_t cnt = std::min<int64_t>(4, g.N - n0);
+      for (int64_t c = cb; c < ce; ++c) {
+        const __m512 w9 = _mm512_maskz_loadu_ps(0x1FF, w + c * 9);
+        __m512 d[4];
+        for (int j = 0; j < 4; ++j) d[j] = _mm512_maskz_loadu_ps(lanes(kIn), dy + ((n0 + (j < cnt ? j : 0)) * C + c) * kIn);
+#pragma GCC unroll 4
+        for (int r = 0; r < T.kVectors; ++r) {
+          __m512 wr[4];
+          for (int sl = 0; sl < 4; ++sl) wr[sl] = _mm512_permutexvar_ps(T.tap[r][sl], w9);
+          __m512 acc[4];
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+          for (int sl = 0; sl < 4; ++sl)
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; ++j)
+              acc[j] = madd<kFma>(wr[sl], _mm512_maskz_permutexvar_ps(T.has[r][sl], T.out[r][sl], d[j]), acc[j]);
+          for (int64_t j = 0; j < cnt; ++j) _mm512_storeu_ps(dx + ((n0 + j) * C + c) * kOut + 16 * r, acc[j]);
+        }
+      }
+    }
+  }
+}
+
 // 4x4 planes, stride 2 (to 2x2; MobileNetV2's 576x4x4 layer at 64x64 input): four channels'
 // planes in (four vectors), their four 2x2 outputs out (one vector, lane l: channel c + l / 4,
 // pixel l % 4), each tap two two-vector permutes and a blend, weights per lane; the tiny path's
@@ -1606,6 +1672,12 @@ void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* 
     return parallel_for(
         g.C, pass_threads(g), [&](int64_t c0, int64_t c1) { direct_channels_2x2(g, dy, w, nullptr, true, dx, c0, c1); },
         4);
+  if (direct_8x8_s2(g))
+    return parallel_for(g.C, pass_threads(g),
+                        [&](int64_t c0, int64_t c1) { direct_channels_s2_bwd<8, true>(g, dy, w, dx, c0, c1); });
+  if (direct_4x4_s2(g))
+    return parallel_for(g.C, pass_threads(g),
+                        [&](int64_t c0, int64_t c1) { direct_channels_s2_bwd<4, true>(g, dy, w, dx, c0, c1); });
 #endif
   if (tiny_planes(g)) return backward_data_tiny(g, dy, w, dx);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
