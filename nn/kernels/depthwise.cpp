@@ -1024,8 +1024,7 @@ bool is_3x3_fast(const Conv2dGeom& g) {
 // The phases above cost a copy of every plane, and one output row at a time leaves the nine
 // multiply-adds of an output as one chain of dependent instructions. Where the CPU has AVX-512,
 // MobileNetV2's own geometry (3x3, padding 1, stride 1 or 2; also the stride-1 backward-data pass,
-// whose rotated kernel has padding 1 too) is computed from x itself, four output rows and 16
-// columns at a time:
+// whose rotated kernel has padding 1 too) is computed from x itself:
 //
 //   - a tap row of 16 outputs is one masked load of the input row at column offset -1, 0 or +1
 //     (stride 1), or, for stride 2, the even and odd columns of two loads pulled apart by one
@@ -1033,20 +1032,24 @@ bool is_3x3_fast(const Conv2dGeom& g) {
 //     where the padding is, so no plane is copied and the border needs no code of its own;
 //   - each input row loaded serves every output row of the group that reads it (stride 1: six
 //     rows for four outputs rows, 18 loads per 36 multiply-adds), and the four chains of nine
-//     multiply-adds run interleaved, one step of each in turn.
+//     multiply-adds run interleaved, one step of each in turn;
+//   - rows of at most 8 outputs go two to a vector (direct_plane_pairs), and the planes the tiny
+//     path takes as matrices (4x4 and 2x2 stride 1, 8x8 and 4x4 stride 2) as permuted vectors,
+//     four images at a time in blocks of channels; the stride-2 backward-data gathers from dy.
 //
-// Same bits as the phases' loops in their AVX-512 clone, which is what runs on such a CPU: every
-// output is the same chain in the same order. GCC contracts `a = w0*t0; a += w1*t1; ...` into
-// fma(w0, t0, w1*t1) and then one FMA per tap (the first product fused, the second rounded); the
-// code below writes exactly that. `DepthwiseDirect.SameBitsAsThePhases` checks it byte for byte,
-// so a compiler that contracted otherwise would fail that test, not move results. Only under GCC,
-// and only where the clones are built (not under sanitizers or SLEEPNET_NO_MULTIVERSION, whose
-// loops have no FMA at all).
+// Same bits as the code each routine replaces, in its AVX-512 clone, which is what runs on such a
+// CPU: every output is the same chain in the same order. GCC contracts the phases' `a = w0*t0;
+// a += w1*t1; ...` into fma(w0, t0, w1*t1) and then one FMA per tap (the first product fused, the
+// second rounded); the code below writes exactly that. Some of the replaced loops come out of GCC
+// with no FMA at all (the tiny path's 2x2 products, the gather's narrow blocks); for those the
+// code below rounds every product and sum (mul_rounded, add_rounded). DepthwiseDirect checks all of
+// it byte for byte, so a compiler that contracted otherwise would fail that test, not move results.
+// Only under GCC, and only where the clones are built (not under sanitizers or
+// SLEEPNET_NO_MULTIVERSION, whose loops have no FMA at all).
 //
 // Measured (bench_kernels_depthwise, 64x64 input at batch 32, one thread, sum over the distinct
-// layers; bench/README.md, "Depthwise straight from the input"): forward 1.92 -> 1.38 ms,
-// backward-data 1.78 -> 1.27 ms; 1.4-2.5x on the planes this path takes (8x8 and up with stride 1,
-// 32x32 and up with stride 2), 1.1-1.3x on the stride-2 planes of 8 or 7 outputs a row.
+// layers; bench/README.md, "Depthwise straight from the input"): forward 2.12 -> 1.25 ms,
+// backward-data 1.91 -> 0.98 ms; per layer 1.3-3.7x.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
     !defined(SLEEPNET_NO_MULTIVERSION)
 #define SLEEPNET_DW_DIRECT 1
