@@ -1044,14 +1044,17 @@ bool is_3x3_fast(const Conv2dGeom& g) {
 // with no FMA at all (the tiny path's 2x2 products, the gather's narrow blocks); for those the
 // code below rounds every product and sum (mul_rounded, add_rounded). DepthwiseDirect checks all of
 // it byte for byte, so a compiler that contracted otherwise would fail that test, not move results.
-// Only under GCC, and only where the clones are built (not under sanitizers or
-// SLEEPNET_NO_MULTIVERSION, whose loops have no FMA at all).
+// Only under GCC, only where the clones are built (not under sanitizers or
+// SLEEPNET_NO_MULTIVERSION, whose loops have no FMA at all), and only for the default x86-64
+// baseline: under -march=native or -march=skylake-avx512 GCC vectorises the replaced loops
+// otherwise (the tiny path's 2x2 product gains FMAs there; the test caught it), so those builds
+// keep the replaced code only.
 //
 // Measured (bench_kernels_depthwise, 64x64 input at batch 32, one thread, sum over the distinct
 // layers; bench/README.md, "Depthwise straight from the input"): forward 2.12 -> 1.25 ms,
 // backward-data 1.91 -> 0.98 ms; per layer 1.3-3.7x.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
-    !defined(SLEEPNET_NO_MULTIVERSION)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX__) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(SLEEPNET_NO_MULTIVERSION)
 #define SLEEPNET_DW_DIRECT 1
 #pragma GCC push_options
 #pragma GCC target("avx512f")  // everything up to pop_options
@@ -1608,6 +1611,7 @@ const bool direct_available = false;
 #endif
 bool direct_on = direct_available;
 
+#ifdef SLEEPNET_DW_DIRECT
 // The geometry the direct path computes: 3x3, padding 1, stride 1 or 2 in both directions.
 bool direct_fits(const Conv2dGeom& g) {
   return direct_on && g.KH == 3 && g.KW == 3 && g.PH == 1 && g.PW == 1 && g.SH == g.SW && (g.SH == 1 || g.SH == 2);
@@ -1616,6 +1620,7 @@ bool direct_4x4(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 1 && g.H
 bool direct_2x2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 1 && g.H == 2 && g.W == 2; }
 bool direct_8x8_s2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 2 && g.H == 8 && g.W == 8; }
 bool direct_4x4_s2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 2 && g.H == 4 && g.W == 4; }
+#endif
 
 }  // namespace
 

@@ -38,11 +38,11 @@ void depthwise_backward_data_ref(const Conv2dGeom& g, const float* dy, const flo
 void depthwise_backward_weight(const Conv2dGeom& g, const float* x, const float* dy, float* dw);
 void depthwise_backward_weight_ref(const Conv2dGeom& g, const float* x, const float* dy, float* dw);
 
-// On CPUs with AVX-512 (GCC builds with the multiversioned kernels), the 3x3 padding-1 layers of
-// stride 1 and 2 (forward; backward-data with stride 1, and with stride 2 on rows of 32 and more)
-// are computed straight from the input, without the padded copy, and the 4x4 and 2x2 stride-1
-// planes as permuted vectors (depthwise.cpp, "straight from the input"), with the same bits. These two
-// calls let tests and benchmarks compare the two. Not thread-safe: set it while no kernel runs.
+// On CPUs with AVX-512 (GCC builds for the default x86-64 baseline, with the multiversioned
+// kernels), every MobileNetV2 depthwise layer's forward and backward-data pass (3x3, padding 1,
+// stride 1 or 2) is computed straight from the input, without the padded copy or the tiny path's
+// matrices (depthwise.cpp, "straight from the input"), with the same bits. These two calls let
+// tests and benchmarks compare the two. Not thread-safe: set it while no kernel runs.
 bool depthwise_direct_available();
 void depthwise_set_direct(bool on);  // ignored when not available
 
