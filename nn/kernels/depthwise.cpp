@@ -1273,8 +1273,7 @@ void direct_plane_bwd_s2(const float* dy, int64_t H, int64_t W, const float* w, 
 // every output over all 16 pixels of its matrix row, in pixel order, from 0, the unlinked pixels
 // adding w * 0 = 0 (linked pixels come in (kh, kw) order): here each output starts from 0 too and
 // adds its nine taps in (kh, kw) order, the taps outside adding 0 the same way, so the bits are
-// the same (for finite inputs: the matrix also multiplies unlinked infinities by 0). One channel
-// at a time over all N images, so its nine weight vectors are broadcast once.
+// the same (for finite inputs: the matrix also multiplies unlinked infinities by 0).
 struct Tiny4x4 {
   __m512i idx[9];
   __mmask16 mask[9];
@@ -1326,12 +1325,6 @@ void direct_channels_4x4(const Conv2dGeom& g, const float* x, const float* w, co
   }
 }
 
-// 2x2 planes, stride 1 (MobileNetV2's 2x2 layers at 64x64 input): four planes per vector, those of
-// four neighbouring channels of one image (lane l: channel c + l / 4, pixel l % 4), each tap a
-// permute within each plane's four lanes, weights per lane. The tiny path's 2x2 product comes out
-// of GCC without FMAs (a rounded product added to the sum, from 0, in pixel order = (kh, kw)
-// order), so here too: a multiply and an add per tap. Channel blocks of kTinyChannels (four
-// plane groups), for each group of four images every group of the block in turn.
 // 8x8 planes, stride 2 (to 4x4; MobileNetV2's 192x8x8 layer at 64x64 input): the plane is four
 // vectors (rows 0-1, 2-3, 4-5, 6-7) and its 16 outputs one; tap k of every output is one pixel of
 // rows 0-3 or 4-7, so two two-vector permutes and a blend gather it (zero where the tap falls in
@@ -1392,9 +1385,9 @@ void direct_channels_8x8_s2(const Conv2dGeom& g, const float* x, const float* w,
   }
 }
 
-// Backward-data of the 8x8 and 4x4 stride-2 planes (dy 4x4, dx 8x8; dy 2x2, dx 4x4): dx pixel q sums, over the outputs o
-// whose window holds it, w[tap] * dy[o], from 0 in increasing o, as the tiny path's transposed
-// product does (unlinked outputs add 0). A pixel has at most four such outputs: (rows oh_lo <=
+// Backward-data of the 8x8 and 4x4 stride-2 planes (dy 4x4, dx 8x8; dy 2x2, dx 4x4): dx pixel q
+// sums, over the outputs o whose window holds it, w[tap] * dy[o], from 0 in increasing o, as the
+// tiny path's transposed product does (unlinked outputs add 0). A pixel has at most four such outputs: (rows oh_lo <=
 // oh_hi) x (columns ow_lo <= ow_hi), taken in that order as four "slots"; slot s of the 16 pixels
 // of dx vector r is one permute of dy (the output's lane) times one permute of the kernel (the
 // tap's weight), zero where the pixel has no such output. `kFma` as GCC compiles that product.
@@ -1438,7 +1431,8 @@ void direct_channels_s2_bwd(const Conv2dGeom& g, const float* dy, const float* w
       for (int64_t c = cb; c < ce; ++c) {
         const __m512 w9 = _mm512_maskz_loadu_ps(0x1FF, w + c * 9);
         __m512 d[4];
-        for (int j = 0; j < 4; ++j) d[j] = _mm512_maskz_loadu_ps(lanes(kIn), dy + ((n0 + (j < cnt ? j : 0)) * C + c) * kIn);
+        for (int j = 0; j < 4; ++j)
+          d[j] = _mm512_maskz_loadu_ps(lanes(kIn), dy + ((n0 + (j < cnt ? j : 0)) * C + c) * kIn);
 #pragma GCC unroll 4
         for (int r = 0; r < T.kVectors; ++r) {
           __m512 wr[4];
@@ -1533,6 +1527,12 @@ void direct_channels_4x4_s2(const Conv2dGeom& g, const float* x, const float* w,
   }
 }
 
+// 2x2 planes, stride 1 (MobileNetV2's 2x2 layers at 64x64 input): four planes per vector, those of
+// four neighbouring channels of one image (lane l: channel c + l / 4, pixel l % 4), each tap a
+// permute within each plane's four lanes, weights per lane. The tiny path's 2x2 product comes out
+// of GCC without FMAs (a rounded product added to the sum, from 0, in pixel order = (kh, kw)
+// order), so here too: a multiply and an add per tap. Channel blocks of kTinyChannels (four
+// plane groups), for each group of four images every group of the block in turn.
 void direct_channels_2x2(const Conv2dGeom& g, const float* x, const float* w, const float* bias, bool rotate,
                          float* y, int64_t c0, int64_t c1) {
   __m512i idx[9];
