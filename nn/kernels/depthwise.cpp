@@ -1330,30 +1330,64 @@ void direct_channels_4x4(const Conv2dGeom& g, const float* x, const float* w, co
 // rows 0-3 or 4-7, so two two-vector permutes and a blend gather it (zero where the tap falls in
 // the padding). Output o sums its taps from 0 in (kh, kw) order, as the tiny path's product (whose
 // pixel order is that order) does; four images at a time in channel blocks, as the 4x4 planes.
-struct Stride2From8x8 {
-  __m512i lo[9], hi[9];      // from rows 0-3 (vectors 0, 1) and rows 4-7 (vectors 2, 3)
-  __mmask16 in[9], upper[9];  // taps inside the plane; those of them in rows 4-7
-  Stride2From8x8() {
+// Four channels per vector (lane l: channel c + l / 4): the weights and biases of channels [cb, ce)
+// lane by lane, group q = channels cb + 4q .. cb + 4q + 3 (lanes past ce repeat channel ce - 1:
+// their outputs are not stored). The kernel turned by 180 degrees if `rotate`.
+void lane_weights(const float* w, const float* bias, bool rotate, int64_t cb, int64_t ce,
+                  float (&wl)[kTinyChannels / 4][9][16], float (&bl)[kTinyChannels / 4][16]) {
+  for (int64_t q = 0; q < (ce - cb + 3) / 4; ++q)
+    for (int l = 0; l < 16; ++l) {
+      const int64_t c = std::min(cb + q * 4 + l / 4, ce - 1);
+      for (int k = 0; k < 9; ++k) wl[q][k][l] = w[c * 9 + (rotate ? 8 - k : k)];
+      bl[q][l] = bias ? bias[c] : 0.f;
+    }
+}
+
+// acc[j] (+ the lane biases b, if given) into lanes m of image j's vector, y + j * ys, j < cnt.
+[[gnu::always_inline]] inline void store_images(float* y, int64_t ys, int64_t cnt, __mmask16 m, const __m512 (&acc)[4],
+                                                const float* b) {
+  for (int64_t j = 0; j < cnt; ++j) {
+    const __m512 r = b ? _mm512_add_ps(acc[j], _mm512_load_ps(b)) : acc[j];
+    if (m == 0xFFFF) _mm512_storeu_ps(y + j * ys, r);
+    else _mm512_mask_storeu_ps(y + j * ys, m, r);
+  }
+}
+
+// Tap k of 16 outputs, each one float of 64 held in four vectors (pixel(l, k): which float feeds
+// lane l, or -1 for the padding): two two-vector permutes (floats 0-31, 32-63) and a blend.
+struct Gather64 {
+  __m512i lo[9], hi[9];
+  __mmask16 in[9], upper[9];  // lanes with a pixel; those of them in floats 32-63
+  template <class Pixel>
+  explicit Gather64(Pixel pixel) {
     for (int k = 0; k < 9; ++k) {
       alignas(64) int32_t a[16], b[16];
       unsigned m = 0, u = 0;
-      for (int o = 0; o < 16; ++o) {
-        const int ih = 2 * (o / 4) - 1 + k / 3, iw = 2 * (o % 4) - 1 + k % 3;
-        const bool inside = ih >= 0 && ih < 8 && iw >= 0 && iw < 8;
-        const int q = inside ? ih * 8 + iw : 0;
-        a[o] = q < 32 ? q : 0, b[o] = q >= 32 ? q - 32 : 0;
-        if (inside) m |= 1u << o;
-        if (inside && q >= 32) u |= 1u << o;
+      for (int l = 0; l < 16; ++l) {
+        const int q = pixel(l, k);
+        a[l] = q >= 0 && q < 32 ? q : 0, b[l] = q >= 32 ? q - 32 : 0;
+        if (q >= 0) m |= 1u << l;
+        if (q >= 32) u |= 1u << l;
       }
       lo[k] = _mm512_load_si512(a), hi[k] = _mm512_load_si512(b);
       in[k] = static_cast<__mmask16>(m), upper[k] = static_cast<__mmask16>(u);
     }
   }
+  __m512 tap(const __m512 (&v)[4], int k) const {
+    const __m512 a = _mm512_permutex2var_ps(v[0], lo[k], v[1]), b = _mm512_permutex2var_ps(v[2], hi[k], v[3]);
+    return _mm512_maskz_mov_ps(in[k], _mm512_mask_mov_ps(a, upper[k], b));
+  }
 };
+
+// 3x3, padding 1, stride 2 from an h x h plane: input pixel of output o and tap k, or -1.
+inline int stride2_pixel(int h, int o, int k) {
+  const int oh = o / (h / 2), ow = o % (h / 2), ih = 2 * oh - 1 + k / 3, iw = 2 * ow - 1 + k % 3;
+  return ih >= 0 && ih < h && iw >= 0 && iw < h ? ih * h + iw : -1;
+}
 
 void direct_channels_8x8_s2(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y,
                             int64_t c0, int64_t c1) {
-  const Stride2From8x8 T;
+  const Gather64 T([](int l, int k) { return stride2_pixel(8, l, k); });
   const int64_t C = g.C;
   for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
     const int64_t ce = std::min(c1, cb + kTinyChannels);
@@ -1372,12 +1406,7 @@ void direct_channels_8x8_s2(const Conv2dGeom& g, const float* x, const float* w,
 #pragma GCC unroll 9
         for (int k = 0; k < 9; ++k)
 #pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j) {
-            const __m512 a = _mm512_permutex2var_ps(v[j][0], T.lo[k], v[j][1]);
-            const __m512 b = _mm512_permutex2var_ps(v[j][2], T.hi[k], v[j][3]);
-            const __m512 t = _mm512_maskz_mov_ps(T.in[k], _mm512_mask_mov_ps(a, T.upper[k], b));
-            acc[j] = _mm512_fmadd_ps(wv[k], t, acc[j]);
-          }
+          for (int j = 0; j < 4; ++j) acc[j] = _mm512_fmadd_ps(wv[k], T.tap(v[j], k), acc[j]);
         for (int64_t j = 0; j < cnt; ++j)
           _mm512_storeu_ps(y + ((n0 + j) * C + c) * 16, bias ? _mm512_add_ps(acc[j], _mm512_set1_ps(bias[c])) : acc[j]);
       }
@@ -1457,40 +1486,18 @@ void direct_channels_s2_bwd(const Conv2dGeom& g, const float* dy, const float* w
 // pixel l % 4), each tap two two-vector permutes and a blend, weights per lane; the tiny path's
 // order of terms (from 0, (kh, kw) order), its products and sums rounded separately as GCC
 // compiles that product for this shape (no FMAs; DepthwiseDirect checks it).
-struct Stride2From4x4 {
-  __m512i lo[9], hi[9];
-  __mmask16 in[9], upper[9];
-  Stride2From4x4() {
-    for (int k = 0; k < 9; ++k) {
-      alignas(64) int32_t a[16], b[16];
-      unsigned m = 0, u = 0;
-      for (int l = 0; l < 16; ++l) {
-        const int j = l / 4, o = l % 4, ih = 2 * (o / 2) - 1 + k / 3, iw = 2 * (o % 2) - 1 + k % 3;
-        const bool inside = ih >= 0 && ih < 4 && iw >= 0 && iw < 4;
-        const int q = inside ? j * 16 + ih * 4 + iw : 0;  // in the four planes' 64 floats
-        a[l] = q < 32 ? q : 0, b[l] = q >= 32 ? q - 32 : 0;
-        if (inside) m |= 1u << l;
-        if (inside && q >= 32) u |= 1u << l;
-      }
-      lo[k] = _mm512_load_si512(a), hi[k] = _mm512_load_si512(b);
-      in[k] = static_cast<__mmask16>(m), upper[k] = static_cast<__mmask16>(u);
-    }
-  }
-};
-
 void direct_channels_4x4_s2(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y,
                             int64_t c0, int64_t c1) {
-  const Stride2From4x4 T;
+  // lane l: output l % 4 of channel c + l / 4, whose plane is floats 16 (l / 4) .. of the four
+  const Gather64 T([](int l, int k) {
+    const int q = stride2_pixel(4, l % 4, k);
+    return q < 0 ? -1 : l / 4 * 16 + q;
+  });
   const int64_t C = g.C;
   alignas(64) float wl[kTinyChannels / 4][9][16], bl[kTinyChannels / 4][16];
   for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
     const int64_t ce = std::min(c1, cb + kTinyChannels), groups = (ce - cb + 3) / 4;
-    for (int64_t q = 0; q < groups; ++q)
-      for (int l = 0; l < 16; ++l) {
-        const int64_t c = std::min(cb + q * 4 + l / 4, ce - 1);  // lanes past the block: not stored
-        for (int k = 0; k < 9; ++k) wl[q][k][l] = w[c * 9 + k];
-        bl[q][l] = bias ? bias[c] : 0.f;
-      }
+    lane_weights(w, bias, false, cb, ce, wl, bl);
     for (int64_t n0 = 0; n0 < g.N; n0 += 4) {
       const int64_t cnt = std::min<int64_t>(4, g.N - n0);
       for (int64_t q = 0; q < groups; ++q) {
@@ -1508,20 +1515,9 @@ void direct_channels_4x4_s2(const Conv2dGeom& g, const float* x, const float* w,
         for (int k = 0; k < 9; ++k) {
           const __m512 wk = _mm512_load_ps(wl[q][k]);
 #pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j) {
-            const __m512 a = _mm512_permutex2var_ps(v[j][0], T.lo[k], v[j][1]);
-            const __m512 b = _mm512_permutex2var_ps(v[j][2], T.hi[k], v[j][3]);
-            const __m512 t = _mm512_maskz_mov_ps(T.in[k], _mm512_mask_mov_ps(a, T.upper[k], b));
-            acc[j] = add_rounded(acc[j], mul_rounded(wk, t));
-          }
+          for (int j = 0; j < 4; ++j) acc[j] = add_rounded(acc[j], mul_rounded(wk, T.tap(v[j], k)));
         }
-        const __m512 b = _mm512_load_ps(bl[q]);
-        for (int64_t j = 0; j < cnt; ++j) {
-          float* d = y + ((n0 + j) * C + c) * 4;
-          const __m512 r = bias ? _mm512_add_ps(acc[j], b) : acc[j];
-          if (m == 0xFFFF) _mm512_storeu_ps(d, r);
-          else _mm512_mask_storeu_ps(d, m, r);
-        }
+        store_images(y + (n0 * C + c) * 4, C * 4, cnt, m, acc, bias ? bl[q] : nullptr);
       }
     }
   }
@@ -1553,12 +1549,7 @@ void direct_channels_2x2(const Conv2dGeom& g, const float* x, const float* w, co
   alignas(64) float wl[kTinyChannels / 4][9][16], bl[kTinyChannels / 4][16];
   for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
     const int64_t ce = std::min(c1, cb + kTinyChannels), groups = (ce - cb + 3) / 4;
-    for (int64_t q = 0; q < groups; ++q)
-      for (int l = 0; l < 16; ++l) {
-        const int64_t c = std::min(cb + q * 4 + l / 4, ce - 1);  // lanes past the block: not stored
-        for (int k = 0; k < 9; ++k) wl[q][k][l] = w[c * 9 + (rotate ? 8 - k : k)];
-        bl[q][l] = bias ? bias[c] : 0.f;
-      }
+    lane_weights(w, bias, rotate, cb, ce, wl, bl);
     for (int64_t n0 = 0; n0 < g.N; n0 += 4) {
       const int64_t cnt = std::min<int64_t>(4, g.N - n0);
       for (int64_t q = 0; q < groups; ++q) {
@@ -1577,13 +1568,7 @@ void direct_channels_2x2(const Conv2dGeom& g, const float* x, const float* w, co
           for (int j = 0; j < 4; ++j)
             acc[j] = add_rounded(acc[j], mul_rounded(wk, _mm512_maskz_permutexvar_ps(mask[k], idx[k], v[j])));
         }
-        const __m512 b = _mm512_load_ps(bl[q]);
-        for (int64_t j = 0; j < cnt; ++j) {
-          float* d = y + ((n0 + j) * C + c) * 4;
-          const __m512 r = bias ? _mm512_add_ps(acc[j], b) : acc[j];
-          if (m == 0xFFFF) _mm512_storeu_ps(d, r);
-          else _mm512_mask_storeu_ps(d, m, r);
-        }
+        store_images(y + (n0 * C + c) * 4, C * 4, cnt, m, acc, bias ? bl[q] : nullptr);
       }
     }
   }
