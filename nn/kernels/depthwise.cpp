@@ -1267,94 +1267,40 @@ void direct_plane_bwd_s2(const float* dy, int64_t H, int64_t W, const float* w, 
   }
 }
 
-// 4x4 planes, stride 1 (MobileNetV2's 4x4 layers at 64x64 input): a plane is one vector of 16
-// floats, and tap k of all 16 outputs is that vector permuted (lane o takes pixel o + (kh - 1) 4 +
-// kw - 1), the lanes whose tap falls outside the plane zeroed. The tiny path this replaces sums
-// every output over all 16 pixels of its matrix row, in pixel order, from 0, the unlinked pixels
-// adding w * 0 = 0 (linked pixels come in (kh, kw) order): here each output starts from 0 too and
-// adds its nine taps in (kh, kw) order, the taps outside adding 0 the same way, so the bits are
-// the same (for finite inputs: the matrix also multiplies unlinked infinities by 0).
-struct Tiny4x4 {
+// ---- the tiny path's planes (4x4 and 2x2 stride 1, 8x8 and 4x4 stride 2) as permuted vectors ----
+// A plane of at most 64 pixels is one or four vectors; tap k of 16 outputs is those vectors
+// permuted (lane l takes the pixel its output reads through tap k), zero where the tap falls in the
+// padding. The tiny path these routines replace sums every output over all the pixels of its matrix
+// row, in pixel order, from 0, the unlinked pixels adding w * 0 = 0 (the linked ones come in
+// (kh, kw) order): here each output starts from 0 too and adds its nine taps in (kh, kw) order,
+// the taps outside adding 0 the same way, so the bits are the same (for finite inputs: the matrix
+// also multiplies unlinked infinities by 0). GCC compiles the tiny path's 16-pixel products
+// (4x4, 8x8 -> 4x4) with FMAs and its 2x2 and 4x4 -> 2x2 ones without (read off the AVX-512
+// build); the routines below do the same (kFma).
+
+// Tap k of 16 outputs from one vector (pixel(l, k): which of its 16 floats feeds lane l, -1 for
+// the padding): one masked permute.
+struct Permute16 {
   __m512i idx[9];
-  __mmask16 mask[9];
-  Tiny4x4() {
+  __mmask16 in[9];
+  template <class Pixel>
+  explicit Permute16(Pixel pixel) {
     for (int k = 0; k < 9; ++k) {
       alignas(64) int32_t id[16];
       unsigned m = 0;
-      for (int o = 0; o < 16; ++o) {
-        const int ih = o / 4 + k / 3 - 1, iw = o % 4 + k % 3 - 1;
-        const bool inside = ih >= 0 && ih < 4 && iw >= 0 && iw < 4;
-        id[o] = inside ? ih * 4 + iw : 0;
-        if (inside) m |= 1u << o;
+      for (int l = 0; l < 16; ++l) {
+        const int q = pixel(l, k);
+        id[l] = q >= 0 ? q : 0;
+        if (q >= 0) m |= 1u << l;
       }
       idx[k] = _mm512_load_si512(id);
-      mask[k] = static_cast<__mmask16>(m);
+      in[k] = static_cast<__mmask16>(m);
     }
   }
+  __m512 tap(const __m512 (&v)[1], int k) const { return _mm512_maskz_permutexvar_ps(in[k], idx[k], v[0]); }
 };
 
-// Channels [c0, c1) of x [N, C, 4, 4] into y (kernel rotated by 180 degrees for backward-data).
-// Blocked like the tiny path: channel blocks of kTinyChannels, and for each group of four images
-// every channel of the block in turn (neighbouring planes in memory), four chains interleaved.
-void direct_channels_4x4(const Conv2dGeom& g, const float* x, const float* w, const float* bias, bool rotate,
-                         float* y, int64_t c0, int64_t c1) {
-  const Tiny4x4 T;
-  const int64_t C = g.C;
-  for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
-    const int64_t ce = std::min(c1, cb + kTinyChannels);
-    for (int64_t n0 = 0; n0 < g.N; n0 += 4) {
-      const int64_t cnt = std::min<int64_t>(4, g.N - n0);
-      for (int64_t c = cb; c < ce; ++c) {
-        __m512 wv[9];
-        for (int k = 0; k < 9; ++k) wv[k] = _mm512_set1_ps(w[c * 9 + (rotate ? 8 - k : k)]);
-        __m512 v[4], acc[4];
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          v[j] = j < cnt ? _mm512_loadu_ps(x + ((n0 + j) * C + c) * 16) : _mm512_setzero_ps();
-          acc[j] = _mm512_setzero_ps();
-        }
-#pragma GCC unroll 9
-        for (int k = 0; k < 9; ++k)
-#pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j)
-            acc[j] = _mm512_fmadd_ps(wv[k], _mm512_maskz_permutexvar_ps(T.mask[k], T.idx[k], v[j]), acc[j]);
-        for (int64_t j = 0; j < cnt; ++j)
-          _mm512_storeu_ps(y + ((n0 + j) * C + c) * 16, bias ? _mm512_add_ps(acc[j], _mm512_set1_ps(bias[c])) : acc[j]);
-      }
-    }
-  }
-}
-
-// 8x8 planes, stride 2 (to 4x4; MobileNetV2's 192x8x8 layer at 64x64 input): the plane is four
-// vectors (rows 0-1, 2-3, 4-5, 6-7) and its 16 outputs one; tap k of every output is one pixel of
-// rows 0-3 or 4-7, so two two-vector permutes and a blend gather it (zero where the tap falls in
-// the padding). Output o sums its taps from 0 in (kh, kw) order, as the tiny path's product (whose
-// pixel order is that order) does; four images at a time in channel blocks, as the 4x4 planes.
-// Four channels per vector (lane l: channel c + l / 4): the weights and biases of channels [cb, ce)
-// lane by lane, group q = channels cb + 4q .. cb + 4q + 3 (lanes past ce repeat channel ce - 1:
-// their outputs are not stored). The kernel turned by 180 degrees if `rotate`.
-void lane_weights(const float* w, const float* bias, bool rotate, int64_t cb, int64_t ce,
-                  float (&wl)[kTinyChannels / 4][9][16], float (&bl)[kTinyChannels / 4][16]) {
-  for (int64_t q = 0; q < (ce - cb + 3) / 4; ++q)
-    for (int l = 0; l < 16; ++l) {
-      const int64_t c = std::min(cb + q * 4 + l / 4, ce - 1);
-      for (int k = 0; k < 9; ++k) wl[q][k][l] = w[c * 9 + (rotate ? 8 - k : k)];
-      bl[q][l] = bias ? bias[c] : 0.f;
-    }
-}
-
-// acc[j] (+ the lane biases b, if given) into lanes m of image j's vector, y + j * ys, j < cnt.
-[[gnu::always_inline]] inline void store_images(float* y, int64_t ys, int64_t cnt, __mmask16 m, const __m512 (&acc)[4],
-                                                const float* b) {
-  for (int64_t j = 0; j < cnt; ++j) {
-    const __m512 r = b ? _mm512_add_ps(acc[j], _mm512_load_ps(b)) : acc[j];
-    if (m == 0xFFFF) _mm512_storeu_ps(y + j * ys, r);
-    else _mm512_mask_storeu_ps(y + j * ys, m, r);
-  }
-}
-
-// Tap k of 16 outputs, each one float of 64 held in four vectors (pixel(l, k): which float feeds
-// lane l, or -1 for the padding): two two-vector permutes (floats 0-31, 32-63) and a blend.
+// The same from 64 floats in four vectors: two two-vector permutes (floats 0-31, 32-63) and a blend.
 struct Gather64 {
   __m512i lo[9], hi[9];
   __mmask16 in[9], upper[9];  // lanes with a pixel; those of them in floats 32-63
@@ -1379,38 +1325,91 @@ struct Gather64 {
   }
 };
 
-// 3x3, padding 1, stride 2 from an h x h plane: input pixel of output o and tap k, or -1.
-inline int stride2_pixel(int h, int o, int k) {
-  const int oh = o / (h / 2), ow = o % (h / 2), ih = 2 * oh - 1 + k / 3, iw = 2 * ow - 1 + k % 3;
+// 3x3, padding 1: the pixel of an h x h plane (row-major) that output o reads through tap k with
+// stride s, or -1.
+inline int tap_pixel(int h, int s, int o, int k) {
+  const int ow_n = (h - 1) / s + 1, ih = s * (o / ow_n) - 1 + k / 3, iw = s * (o % ow_n) - 1 + k % 3;
   return ih >= 0 && ih < h && iw >= 0 && iw < h ? ih * h + iw : -1;
 }
 
-void direct_channels_8x8_s2(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y,
-                            int64_t c0, int64_t c1) {
-  const Gather64 T([](int l, int k) { return stride2_pixel(8, l, k); });
+// Channels [c0, c1) of x [N, C, H, W] into y, kG channels' planes per group of vectors (kIn input
+// floats per plane, kOut outputs: kG kIn / 16 input vectors, one output vector), with the kernel
+// turned by 180 degrees if `rotate` (backward-data). Blocked like the tiny path: channel blocks of
+// kTinyChannels, and for each group of four images every plane group of the block in turn
+// (neighbouring planes in memory), four chains interleaved; one channel over the whole batch
+// (planes C*H*W floats apart) was 4x slower. One channel per group: its weights broadcast; four:
+// weights lane by lane. (The plane sizes are template arguments: with them at run time the
+// routines ran 1.2-1.4x slower.)
+template <int kIn, int kOut, int kG, bool kFma, class Table>
+void small_planes(const Conv2dGeom& g, const float* x, const float* w, const float* bias, bool rotate, float* y,
+                  int64_t c0, int64_t c1, const Table& T) {
+  constexpr int kVecs = kG * kIn / 16, kLanesPerChannel = 16 / kG;
   const int64_t C = g.C;
+  alignas(64) float wl[kTinyChannels / kG][9][16], bl[kTinyChannels / kG][16];
   for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
-    const int64_t ce = std::min(c1, cb + kTinyChannels);
+    const int64_t ce = std::min(c1, cb + kTinyChannels), groups = (ce - cb + kG - 1) / kG;
+    if constexpr (kG > 1)
+      for (int64_t q = 0; q < groups; ++q)  // lane l: channel cb + q kG + l / (16 / kG), at most ce - 1
+        for (int l = 0; l < 16; ++l) {      // (lanes past ce: their outputs are not stored)
+          const int64_t c = std::min(cb + q * kG + l / kLanesPerChannel, ce - 1);
+          for (int k = 0; k < 9; ++k) wl[q][k][l] = w[c * 9 + (rotate ? 8 - k : k)];
+          bl[q][l] = bias ? bias[c] : 0.f;
+        }
     for (int64_t n0 = 0; n0 < g.N; n0 += 4) {
       const int64_t cnt = std::min<int64_t>(4, g.N - n0);
-      for (int64_t c = cb; c < ce; ++c) {
-        __m512 wv[9];
-        for (int k = 0; k < 9; ++k) wv[k] = _mm512_set1_ps(w[c * 9 + k]);
-        __m512 v[4][4], acc[4];
+      for (int64_t q = 0; q < groups; ++q) {
+        const int64_t c = cb + q * kG, nch = kG == 1 ? 1 : std::min<int64_t>(kG, ce - c);
+        __m512 v[4][kVecs], acc[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; ++j) {
-          const float* p = x + ((n0 + (j < cnt ? j : 0)) * C + c) * 64;
-          for (int r = 0; r < 4; ++r) v[j][r] = _mm512_loadu_ps(p + 16 * r);
+          const float* p = x + ((n0 + (j < cnt ? j : 0)) * C + c) * kIn;  // past cnt: image n0 again, not stored
+          for (int r = 0; r < kVecs; ++r)  // a whole group: plain loads; the block's last one: masked
+            v[j][r] = nch == kG ? _mm512_loadu_ps(p + 16 * r)
+                                : _mm512_maskz_loadu_ps(lanes(nch * kIn - 16 * r), p + 16 * r);
           acc[j] = _mm512_setzero_ps();
         }
+        __m512 wv[9];
+        for (int k = 0; k < 9; ++k)
+          wv[k] = kG == 1 ? _mm512_set1_ps(w[c * 9 + (rotate ? 8 - k : k)]) : _mm512_load_ps(wl[q][k]);
 #pragma GCC unroll 9
         for (int k = 0; k < 9; ++k)
 #pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j) acc[j] = _mm512_fmadd_ps(wv[k], T.tap(v[j], k), acc[j]);
-        for (int64_t j = 0; j < cnt; ++j)
-          _mm512_storeu_ps(y + ((n0 + j) * C + c) * 16, bias ? _mm512_add_ps(acc[j], _mm512_set1_ps(bias[c])) : acc[j]);
+          for (int j = 0; j < 4; ++j) acc[j] = madd<kFma>(wv[k], T.tap(v[j], k), acc[j]);
+        const __mmask16 m = lanes(nch * kOut);
+        const __m512 b = !bias ? _mm512_setzero_ps() : kG == 1 ? _mm512_set1_ps(bias[c]) : _mm512_load_ps(bl[q]);
+        for (int64_t j = 0; j < cnt; ++j) {
+          float* d = y + ((n0 + j) * C + c) * kOut;
+          const __m512 r = bias ? _mm512_add_ps(acc[j], b) : acc[j];
+          if (m == 0xFFFF) _mm512_storeu_ps(d, r);
+          else _mm512_mask_storeu_ps(d, m, r);
+        }
       }
     }
+  }
+}
+
+// The four shapes: 4x4 and 8x8 -> 4x4, one channel per vector (16 outputs); 2x2 and 4x4 -> 2x2,
+// four channels per vector (lane l: channel l / 4, output l % 4).
+void small_planes_any(const Conv2dGeom& g, const float* x, const float* w, const float* bias, bool rotate, float* y,
+                      int64_t c0, int64_t c1) {
+  if (g.SH == 1 && g.H == 4) {
+    const Permute16 T([](int l, int k) { return tap_pixel(4, 1, l, k); });
+    small_planes<16, 16, 1, true>(g, x, w, bias, rotate, y, c0, c1, T);
+  } else if (g.SH == 2 && g.H == 8) {
+    const Gather64 T([](int l, int k) { return tap_pixel(8, 2, l, k); });
+    small_planes<64, 16, 1, true>(g, x, w, bias, rotate, y, c0, c1, T);
+  } else if (g.SH == 1 && g.H == 2) {
+    const Permute16 T([](int l, int k) {
+      const int q = tap_pixel(2, 1, l % 4, k);
+      return q < 0 ? -1 : l / 4 * 4 + q;
+    });
+    small_planes<4, 4, 4, false>(g, x, w, bias, rotate, y, c0, c1, T);
+  } else {
+    const Gather64 T([](int l, int k) {
+      const int q = tap_pixel(4, 2, l % 4, k);
+      return q < 0 ? -1 : l / 4 * 16 + q;
+    });
+    small_planes<16, 4, 4, false>(g, x, w, bias, rotate, y, c0, c1, T);
   }
 }
 
@@ -1481,99 +1480,6 @@ void direct_channels_s2_bwd(const Conv2dGeom& g, const float* dy, const float* w
   }
 }
 
-// 4x4 planes, stride 2 (to 2x2; MobileNetV2's 576x4x4 layer at 64x64 input): four channels'
-// planes in (four vectors), their four 2x2 outputs out (one vector, lane l: channel c + l / 4,
-// pixel l % 4), each tap two two-vector permutes and a blend, weights per lane; the tiny path's
-// order of terms (from 0, (kh, kw) order), its products and sums rounded separately as GCC
-// compiles that product for this shape (no FMAs; DepthwiseDirect checks it).
-void direct_channels_4x4_s2(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y,
-                            int64_t c0, int64_t c1) {
-  // lane l: output l % 4 of channel c + l / 4, whose plane is floats 16 (l / 4) .. of the four
-  const Gather64 T([](int l, int k) {
-    const int q = stride2_pixel(4, l % 4, k);
-    return q < 0 ? -1 : l / 4 * 16 + q;
-  });
-  const int64_t C = g.C;
-  alignas(64) float wl[kTinyChannels / 4][9][16], bl[kTinyChannels / 4][16];
-  for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
-    const int64_t ce = std::min(c1, cb + kTinyChannels), groups = (ce - cb + 3) / 4;
-    lane_weights(w, bias, false, cb, ce, wl, bl);
-    for (int64_t n0 = 0; n0 < g.N; n0 += 4) {
-      const int64_t cnt = std::min<int64_t>(4, g.N - n0);
-      for (int64_t q = 0; q < groups; ++q) {
-        const int64_t c = cb + q * 4;
-        const __mmask16 m = lanes((ce - c) * 4);
-        __m512 v[4][4], acc[4];
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          const float* p = x + ((n0 + (j < cnt ? j : 0)) * C + c) * 16;
-          for (int r = 0; r < 4; ++r)  // channel c + r's plane (zeros past the block)
-            v[j][r] = c + r < ce ? _mm512_loadu_ps(p + 16 * r) : _mm512_setzero_ps();
-          acc[j] = _mm512_setzero_ps();
-        }
-#pragma GCC unroll 9
-        for (int k = 0; k < 9; ++k) {
-          const __m512 wk = _mm512_load_ps(wl[q][k]);
-#pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j) acc[j] = add_rounded(acc[j], mul_rounded(wk, T.tap(v[j], k)));
-        }
-        store_images(y + (n0 * C + c) * 4, C * 4, cnt, m, acc, bias ? bl[q] : nullptr);
-      }
-    }
-  }
-}
-
-// 2x2 planes, stride 1 (MobileNetV2's 2x2 layers at 64x64 input): four planes per vector, those of
-// four neighbouring channels of one image (lane l: channel c + l / 4, pixel l % 4), each tap a
-// permute within each plane's four lanes, weights per lane. The tiny path's 2x2 product comes out
-// of GCC without FMAs (a rounded product added to the sum, from 0, in pixel order = (kh, kw)
-// order), so here too: a multiply and an add per tap. Channel blocks of kTinyChannels (four
-// plane groups), for each group of four images every group of the block in turn.
-void direct_channels_2x2(const Conv2dGeom& g, const float* x, const float* w, const float* bias, bool rotate,
-                         float* y, int64_t c0, int64_t c1) {
-  __m512i idx[9];
-  __mmask16 mask[9];
-  for (int k = 0; k < 9; ++k) {
-    alignas(64) int32_t id[16];
-    unsigned m = 0;
-    for (int l = 0; l < 16; ++l) {
-      const int o = l % 4, ih = o / 2 + k / 3 - 1, iw = o % 2 + k % 3 - 1;
-      const bool inside = ih >= 0 && ih < 2 && iw >= 0 && iw < 2;
-      id[l] = inside ? l / 4 * 4 + ih * 2 + iw : 0;
-      if (inside) m |= 1u << l;
-    }
-    idx[k] = _mm512_load_si512(id);
-    mask[k] = static_cast<__mmask16>(m);
-  }
-  const int64_t C = g.C;
-  alignas(64) float wl[kTinyChannels / 4][9][16], bl[kTinyChannels / 4][16];
-  for (int64_t cb = c0; cb < c1; cb += kTinyChannels) {
-    const int64_t ce = std::min(c1, cb + kTinyChannels), groups = (ce - cb + 3) / 4;
-    lane_weights(w, bias, rotate, cb, ce, wl, bl);
-    for (int64_t n0 = 0; n0 < g.N; n0 += 4) {
-      const int64_t cnt = std::min<int64_t>(4, g.N - n0);
-      for (int64_t q = 0; q < groups; ++q) {
-        const int64_t c = cb + q * 4;
-        const __mmask16 m = lanes((ce - c) * 4);
-        __m512 v[4], acc[4];
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          v[j] = j < cnt ? _mm512_maskz_loadu_ps(m, x + ((n0 + j) * C + c) * 4) : _mm512_setzero_ps();
-          acc[j] = _mm512_setzero_ps();
-        }
-#pragma GCC unroll 9
-        for (int k = 0; k < 9; ++k) {
-          const __m512 wk = _mm512_load_ps(wl[q][k]);
-#pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j)
-            acc[j] = add_rounded(acc[j], mul_rounded(wk, _mm512_maskz_permutexvar_ps(mask[k], idx[k], v[j])));
-        }
-        store_images(y + (n0 * C + c) * 4, C * 4, cnt, m, acc, bias ? bl[q] : nullptr);
-      }
-    }
-  }
-}
-
 // Planes [p0, p1) of a pass (plane p uses channel p % C's kernel, rotated by 180 degrees for the
 // backward-data pass, and bias, if any).
 void direct_planes(const Conv2dGeom& g, const float* x, const float* w, const float* bias, bool rotate, float* y,
@@ -1601,8 +1507,11 @@ bool direct_on = direct_available;
 bool direct_fits(const Conv2dGeom& g) {
   return direct_on && g.KH == 3 && g.KW == 3 && g.PH == 1 && g.PW == 1 && g.SH == g.SW && (g.SH == 1 || g.SH == 2);
 }
-bool direct_4x4(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 1 && g.H == 4 && g.W == 4; }
-bool direct_2x2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 1 && g.H == 2 && g.W == 2; }
+// The planes small_planes_any takes: 4x4 and 2x2 with stride 1, 8x8 and 4x4 with stride 2.
+bool direct_small(const Conv2dGeom& g) {
+  if (!direct_fits(g) || g.H != g.W) return false;
+  return g.SH == 1 ? g.H == 4 || g.H == 2 : g.H == 8 || g.H == 4;
+}
 bool direct_8x8_s2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 2 && g.H == 8 && g.W == 8; }
 bool direct_4x4_s2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 2 && g.H == 4 && g.W == 4; }
 #endif
@@ -1614,18 +1523,10 @@ bool direct_4x4_s2(const Conv2dGeom& g) { return direct_fits(g) && g.SH == 2 && 
 void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, const float* bias, float* y) {
   check_depthwise(g, "depthwise_forward");
 #ifdef SLEEPNET_DW_DIRECT
-  if (direct_4x4(g))
-    return parallel_for(g.C, pass_threads(g),
-                        [&](int64_t c0, int64_t c1) { direct_channels_4x4(g, x, w, bias, false, y, c0, c1); });
-  if (direct_2x2(g))
+  if (direct_small(g))
     return parallel_for(
-        g.C, pass_threads(g), [&](int64_t c0, int64_t c1) { direct_channels_2x2(g, x, w, bias, false, y, c0, c1); }, 4);
-  if (direct_8x8_s2(g))
-    return parallel_for(g.C, pass_threads(g),
-                        [&](int64_t c0, int64_t c1) { direct_channels_8x8_s2(g, x, w, bias, y, c0, c1); });
-  if (direct_4x4_s2(g))
-    return parallel_for(
-        g.C, pass_threads(g), [&](int64_t c0, int64_t c1) { direct_channels_4x4_s2(g, x, w, bias, y, c0, c1); }, 4);
+        g.C, pass_threads(g), [&](int64_t c0, int64_t c1) { small_planes_any(g, x, w, bias, false, y, c0, c1); },
+        g.H == 2 || g.SH == 2 ? 4 : 1);  // four channels per vector: blocks of whole groups
 #endif
   if (tiny_planes(g)) return forward_tiny(g, x, w, bias, y);
   const int64_t C = g.C, KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH() * g.OW();
@@ -1658,13 +1559,10 @@ void depthwise_forward(const Conv2dGeom& g, const float* x, const float* w, cons
 void depthwise_backward_data(const Conv2dGeom& g, const float* dy, const float* w, float* dx) {
   check_depthwise(g, "depthwise_backward_data");
 #ifdef SLEEPNET_DW_DIRECT
-  if (direct_4x4(g))  // stride 1, padding 1: the forward on dy with the kernel rotated
-    return parallel_for(g.C, pass_threads(g),
-                        [&](int64_t c0, int64_t c1) { direct_channels_4x4(g, dy, w, nullptr, true, dx, c0, c1); });
-  if (direct_2x2(g))
+  if (direct_small(g) && g.SH == 1)  // stride 1, padding 1: the forward on dy with the kernel rotated
     return parallel_for(
-        g.C, pass_threads(g), [&](int64_t c0, int64_t c1) { direct_channels_2x2(g, dy, w, nullptr, true, dx, c0, c1); },
-        4);
+        g.C, pass_threads(g), [&](int64_t c0, int64_t c1) { small_planes_any(g, dy, w, nullptr, true, dx, c0, c1); },
+        g.H == 2 ? 4 : 1);
   if (direct_8x8_s2(g))
     return parallel_for(g.C, pass_threads(g),
                         [&](int64_t c0, int64_t c1) { direct_channels_s2_bwd<8, true>(g, dy, w, dx, c0, c1); });
