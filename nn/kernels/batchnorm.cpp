@@ -260,7 +260,18 @@ inline void flush(LaneGroup& G) {
   alignas(64) float fa[16], fq[16];
   _mm512_store_ps(fa, sa);
   _mm512_store_ps(fq, sq);
-  for (int b = 0; b < G.n; ++b) *G.da[b] += fa[b], *G.dq[b] += fq[b];
+  if (G.da[0] == G.da[G.n - 1] && G.dq[0] == G.dq[G.n - 1]) {
+    // All the blocks of one channel (planes of 1024 values and more; a call's blocks come in
+    // channel order, so the first and last sharing their doubles means all do): the same
+    // additions in the same order, in a register. Through memory, the compiler unable to know
+    // that the pointers are equal, the chain of stores and reloads was a third of the statistics
+    // pass on 32x32 planes.
+    double va = *G.da[0], vq = *G.dq[0];
+    for (int b = 0; b < G.n; ++b) va += fa[b], vq += fq[b];
+    *G.da[0] = va, *G.dq[0] = vq;
+  } else {
+    for (int b = 0; b < G.n; ++b) *G.da[b] += fa[b], *G.dq[b] += fq[b];
+  }
   G.n = 0;
 }
 
