@@ -463,6 +463,70 @@ TEST(BatchNormLanes16, SameBitsAsTheLoops) {
   }
 }
 
+// Tensors of 8 MB and more run in one block of channels per thread (nn/kernels/batchnorm.cpp,
+// kStreamBytes), smaller ones in blocks of about 256 KB: each channel's sums must still come out
+// the same, bit for bit. Every channel of a large tensor against the same channel run alone (a
+// tensor of one channel, below the threshold): all outputs of the four train kernels, on planes
+// (90000 values) and on slabs (2x2 planes, 4096 images).
+TEST(KernelsBatchNorm, LargeTensorsGiveEachChannelTheSameBits) {
+  uint64_t seed = 1300;
+  for (const BatchNormGeom& g : {bn(4, 6, 90000), bn(4096, 40, 16)}) {
+    SCOPED_TRACE(label(g));
+    ASSERT_GE(g.N * g.C * g.HW * 4, int64_t{8} << 20) << "the test needs a tensor above the threshold";
+    const std::vector<float> x = make_x(g, seed += 4, 20.f), w = random_floats(g.C, seed + 1),
+                             b = random_floats(g.C, seed + 2), dy = random_floats(g.N * g.C * g.HW, seed + 3);
+    struct Out {
+      std::vector<float> y, z, mean, invstd, rm, rv, dx, dxr, dw, db, dwr, dbr;
+    };
+    // The four kernels on channels [c0, c0 + C) of x, dy (all of them when C == g.C).
+    auto run = [&](int64_t c0, int64_t C) {
+      const BatchNormGeom h = bn(g.N, C, g.HW);
+      const size_t n = static_cast<size_t>(g.N * C * g.HW), c = static_cast<size_t>(C);
+      std::vector<float> xs(n), dys(n);
+      for (int64_t i = 0; i < g.N; ++i)
+        for (int64_t k = 0; k < C * g.HW; ++k) {
+          xs[static_cast<size_t>(i * C * g.HW + k)] = x[static_cast<size_t>((i * g.C + c0) * g.HW + k)];
+          dys[static_cast<size_t>(i * C * g.HW + k)] = dy[static_cast<size_t>((i * g.C + c0) * g.HW + k)];
+        }
+      Out o{std::vector<float>(n), std::vector<float>(n), std::vector<float>(c), std::vector<float>(c),
+            std::vector<float>(c, 0.5f), std::vector<float>(c, 2.f), std::vector<float>(n), std::vector<float>(n),
+            std::vector<float>(c), std::vector<float>(c), std::vector<float>(c), std::vector<float>(c)};
+      batchnorm_forward_train(h, xs.data(), w.data() + c0, b.data() + c0, o.y.data(), o.mean.data(),
+                              o.invstd.data(), o.rm.data(), o.rv.data());
+      std::vector<float> m2(c), s2(c);
+      batchnorm_relu6_forward_train(h, xs.data(), w.data() + c0, b.data() + c0, o.z.data(), m2.data(), s2.data(),
+                                    nullptr, nullptr);
+      batchnorm_backward(h, xs.data(), dys.data(), w.data() + c0, o.mean.data(), o.invstd.data(), o.dx.data(),
+                         o.dw.data(), o.db.data());
+      batchnorm_relu6_backward(h, xs.data(), o.z.data(), dys.data(), w.data() + c0, o.mean.data(), o.invstd.data(),
+                               o.dxr.data(), o.dwr.data(), o.dbr.data());
+      return o;
+    };
+    const Out all = run(0, g.C);
+    for (int64_t c = 0; c < g.C; ++c) {
+      const Out one = run(c, 1);
+      auto same_values = [&](const std::vector<float>& a, const std::vector<float>& v, const char* what) {
+        for (int64_t i = 0; i < g.N; ++i)
+          for (int64_t k = 0; k < g.HW; ++k) {
+            const float p = a[static_cast<size_t>((i * g.C + c) * g.HW + k)], q = v[static_cast<size_t>(i * g.HW + k)];
+            ASSERT_EQ(std::memcmp(&p, &q, sizeof(float)), 0) << what << " of channel " << c << ", image " << i
+                                                             << ", value " << k << ": " << p << " against " << q;
+          }
+      };
+      auto same_channel = [&](const std::vector<float>& a, const std::vector<float>& v, const char* what) {
+        ASSERT_EQ(std::memcmp(&a[static_cast<size_t>(c)], &v[0], sizeof(float)), 0)
+            << what << " of channel " << c << ": " << a[static_cast<size_t>(c)] << " against " << v[0];
+      };
+      same_values(all.y, one.y, "y"), same_values(all.z, one.z, "relu6 y"), same_values(all.dx, one.dx, "dx");
+      same_values(all.dxr, one.dxr, "relu6 dx");
+      same_channel(all.mean, one.mean, "save_mean"), same_channel(all.invstd, one.invstd, "save_invstd");
+      same_channel(all.rm, one.rm, "running_mean"), same_channel(all.rv, one.rv, "running_var");
+      same_channel(all.dw, one.dw, "dweight"), same_channel(all.db, one.db, "dbias");
+      same_channel(all.dwr, one.dwr, "relu6 dweight"), same_channel(all.dbr, one.dbr, "relu6 dbias");
+    }
+  }
+}
+
 TEST(KernelsBatchNorm, BadInputThrows) {
   std::vector<float> a(8), b(8), c(8), d(8);
   BatchNormGeom one = bn(1, 2, 1);  // one value per channel cannot be normalised in train mode
