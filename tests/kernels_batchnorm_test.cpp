@@ -409,7 +409,8 @@ TEST(KernelsBatchNorm, FusedBackwardMaskIsZeroAtBothKinks) {
 
 // The train-mode sums' two implementations (batchnorm.h: batchnorm_set_lanes16) must give the same
 // bits, so that switching between them moves no result: every output of the four train kernels,
-// on block lengths of every remainder (16..63 values at batch 1, 64..131, the MobileNetV2 planes),
+// on block lengths of every remainder (16..63 values at batch 1, 64..131, the MobileNetV2 planes;
+// the slabs of planes below 64 values at batches 3 and 37),
 // with ReLU6 outputs exactly at 0 and 6 and a NaN among them.
 TEST(BatchNormLanes16, SameBitsAsTheLoops) {
   if (!batchnorm_lanes16_available()) GTEST_SKIP() << "no AVX-512 here, or not an OpenMP build: one implementation only";
@@ -418,6 +419,8 @@ TEST(BatchNormLanes16, SameBitsAsTheLoops) {
   for (int64_t hw = 64; hw <= 131; ++hw) shapes.push_back(bn(2, 3, hw));
   for (int64_t hw : {196, 784, 1024, 3136}) shapes.push_back(bn(3, 5, hw));
   shapes.push_back(bn(1, 40, 12544));
+  for (int64_t hw = 1; hw < 64; ++hw) shapes.push_back(bn(3, 7, hw));  // slabs: HW < 64 and N > 1
+  for (int64_t hw : {4, 16, 49}) shapes.push_back(bn(37, 40, hw));     // 16 images per float sum, then 5 more
   uint64_t seed = 900;
   for (const BatchNormGeom& g : shapes) {
     SCOPED_TRACE(label(g));

@@ -287,16 +287,16 @@ inline void flush(LaneGroup& G) {
   G.n = 0;
 }
 
-// One block's lanes. Val(i) -> (u, v) for value i: a += u, q = fma(u, v, q); VecVal(i) the same
-// for the 16 values from i.
-template <class Val, class VecVal>
+// One block's lanes. Val(i) -> (u, v) for value i: a += u, q = fma(u, v, q) (kProducts = false:
+// q += v, for sums of values already multiplied); VecVal(i) the same for the 16 values from i.
+template <bool kProducts = true, class Val, class VecVal>
 inline void block_lanes(int64_t L, Val val, VecVal vec, LaneGroup& G, double* da, double* dq) {
   __m512 a = _mm512_setzero_ps(), q = _mm512_setzero_ps();
   int64_t i = 0;
   if (L >= 16)
     for (; i + 16 <= L; i += 16) {
       const auto [u, v] = vec(i);
-      q = _mm512_fmadd_ps(u, v, q);
+      q = kProducts ? _mm512_fmadd_ps(u, v, q) : _mm512_add_ps(q, v);
       a = _mm512_add_ps(a, u);
     }
   if (i < L) {  // the rest into lane 0
@@ -304,7 +304,7 @@ inline void block_lanes(int64_t L, Val val, VecVal vec, LaneGroup& G, double* da
     for (; i < L; ++i) {
       const auto [u, v] = val(i);
       a0 = a0 + u;
-      q0 = __builtin_fmaf(u, v, q0);
+      q0 = kProducts ? __builtin_fmaf(u, v, q0) : q0 + v;
     }
     a = _mm512_mask_mov_ps(a, 1, _mm512_set1_ps(a0));
     q = _mm512_mask_mov_ps(q, 1, _mm512_set1_ps(q0));
@@ -333,6 +333,22 @@ void block_moments_lanes16(const float* x, int64_t nb, int64_t HW, const float* 
           },
           G, s1 + c, s2 + c);
     }
+  }
+  flush(G);
+}
+
+// slab_channel_sums (below), sixteen channels at once: GCC compiles its per-channel `omp simd`
+// sum of HW < 64 slab positions as one block of the lanes above (whole 16-value vectors into
+// lanes, the rest into lane 0, lanes summed from lane 0; read off `objdump -d`), a and q alike,
+// with plain additions. Per channel, that horizontal sum was a chain of 32 dependent additions
+// through memory: a quarter of a 2x2 layer's batch-norm time at batch 32.
+void slab_channel_sums_lanes16(const float* a, const float* q, int64_t nb, int64_t HW, double* s1, double* s2) {
+  LaneGroup G;
+  for (int64_t c = 0; c < nb; ++c) {
+    const float *ac = a + c * HW, *qc = q + c * HW;
+    block_lanes<false>(
+        HW, [&](int64_t i) { return std::pair{ac[i], qc[i]}; },
+        [&](int64_t i) { return std::pair{_mm512_loadu_ps(ac + i), _mm512_loadu_ps(qc + i)}; }, G, s1 + c, s2 + c);
   }
   flush(G);
 }
@@ -540,6 +556,12 @@ void slab_sums(int64_t N, int64_t nb, int64_t HW, F add_image, double* s1, doubl
     std::fill(a.begin(), a.end(), 0.f);
     std::fill(q.begin(), q.end(), 0.f);
     for (int64_t n = n0; n < std::min(N, n0 + 16); ++n) add_image(n, a.data(), q.data());
+#ifdef SLEEPNET_BN_LANES16
+    if (lanes16_on) {
+      slab_channel_sums_lanes16(a.data(), q.data(), nb, HW, s1, s2);
+      continue;
+    }
+#endif
     slab_channel_sums(a.data(), q.data(), nb, HW, s1, s2);
   }
 }
