@@ -429,13 +429,17 @@ TEST(BatchNormLanes16, SameBitsAsTheLoops) {
                              b = random_floats(g.C, seed + 2);
     std::vector<float> dy = random_floats(static_cast<int64_t>(n), seed + 3);
     struct Out {
-      std::vector<float> y, z, mean, invstd, rm, rv, dx, dxr, dw, db, dwr, dbr;
+      std::vector<float> y, z, mean, invstd, rm, rv, dx, dxr, dw, db, dwr, dbr, y0, dx0;
     };
     auto run = [&](bool lanes16) {
       batchnorm_set_lanes16(lanes16);
       Out o{std::vector<float>(n), std::vector<float>(n), std::vector<float>(c), std::vector<float>(c),
             std::vector<float>(c, 0.5f), std::vector<float>(c, 2.f), std::vector<float>(n), std::vector<float>(n),
-            std::vector<float>(c), std::vector<float>(c), std::vector<float>(c), std::vector<float>(c)};
+            std::vector<float>(c), std::vector<float>(c), std::vector<float>(c), std::vector<float>(c),
+            std::vector<float>(n), std::vector<float>(n)};
+      std::vector<float> m0(c), s0(c);  // no affine parameters, no running statistics
+      batchnorm_forward_train(g, x.data(), nullptr, nullptr, o.y0.data(), m0.data(), s0.data(), nullptr, nullptr);
+      batchnorm_backward(g, x.data(), dy.data(), nullptr, m0.data(), s0.data(), o.dx0.data(), nullptr, nullptr);
       batchnorm_forward_train(g, x.data(), w.data(), b.data(), o.y.data(), o.mean.data(), o.invstd.data(),
                               o.rm.data(), o.rv.data());
       std::vector<float> m2(c), s2(c);
@@ -463,6 +467,7 @@ TEST(BatchNormLanes16, SameBitsAsTheLoops) {
     same(loops.rv, lanes.rv, "running_var"), same(loops.dx, lanes.dx, "dx"), same(loops.dxr, lanes.dxr, "relu6 dx");
     same(loops.dw, lanes.dw, "dweight"), same(loops.db, lanes.db, "dbias"), same(loops.dwr, lanes.dwr, "relu6 dweight");
     same(loops.dbr, lanes.dbr, "relu6 dbias");
+    same(loops.y0, lanes.y0, "y (no weight, bias)"), same(loops.dx0, lanes.dx0, "dx (no weight)");
   }
 }
 

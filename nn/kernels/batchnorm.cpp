@@ -214,6 +214,57 @@ SLEEPNET_MULTIVERSION void block_grad_sums_relu6(const float* g, const float* z,
 // SLEEPNET_NATIVE) lets the CPU's tuning choose the loops' vector width (8 lanes under
 // -march=skylake-avx512, which that test caught), so both keep the loops only. A GCC that changed
 // its order would fail that test rather than move results silently.
+// ---- per-channel coefficients ----
+// A block's channels [0, nb) (every pointer below already at the block's first channel; weight,
+// bias, running_* may be null), from the sums of pass 1 (forward) or of the gradient (backward).
+struct ForwardCoefficients {
+  int64_t nb, M;
+  float eps, momentum;
+  const double *s1, *s2;  // sums of x - shift, (x - shift)^2
+  const float *shift, *weight, *bias;
+  float *save_mean, *save_invstd, *running_mean, *running_var;
+  float *alpha, *beta;  // y = x * alpha + beta
+};
+struct BackwardCoefficients {
+  int64_t nb, M;
+  const double *sg, *sgd;  // sums of g, g (x - mu)
+  const float *save_invstd, *weight;
+  float *dbias, *dweight;
+  float *ka, *kb, *kc;  // formula (3): dx = ka g + kb (x - mu) + kc
+};
+
+void forward_coefficients(const ForwardCoefficients& k) {
+  const double M = static_cast<double>(k.M);
+  for (int64_t i = 0; i < k.nb; ++i) {
+    const double dmean = k.s1[i] / M;
+    const double var = std::max(0.0, k.s2[i] / M - dmean * dmean);  // biased
+    const double mean = k.shift[i] + dmean;
+    const double invstd = 1.0 / std::sqrt(var + k.eps);
+    k.save_mean[i] = static_cast<float>(mean);
+    k.save_invstd[i] = static_cast<float>(invstd);
+    if (k.running_mean) {
+      const double m = k.momentum;
+      k.running_mean[i] = static_cast<float>((1.0 - m) * k.running_mean[i] + m * mean);
+      k.running_var[i] = static_cast<float>((1.0 - m) * k.running_var[i] + m * var * M / static_cast<double>(k.M - 1));
+    }
+    const double a = (k.weight ? k.weight[i] : 1.0) * invstd;
+    k.alpha[i] = static_cast<float>(a);
+    k.beta[i] = static_cast<float>((k.bias ? k.bias[i] : 0.0) - mean * a);
+  }
+}
+
+void backward_coefficients(const BackwardCoefficients& k) {
+  const double M = static_cast<double>(k.M);
+  for (int64_t i = 0; i < k.nb; ++i) {
+    const double r = k.save_invstd[i], gamma = k.weight ? k.weight[i] : 1.0;
+    if (k.dbias) k.dbias[i] = static_cast<float>(k.sg[i]);            // (1)
+    if (k.dweight) k.dweight[i] = static_cast<float>(k.sgd[i] * r);  // (2)
+    k.ka[i] = static_cast<float>(gamma * r);                          // (3)
+    k.kb[i] = static_cast<float>(-gamma * r * r * r * k.sgd[i] / M);
+    k.kc[i] = static_cast<float>(-gamma * r * k.sg[i] / M);
+  }
+}
+
 #if defined(_OPENMP) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX__) && \
     !defined(__SANITIZE_ADDRESS__) && !defined(SLEEPNET_NO_MULTIVERSION)
 #define SLEEPNET_BN_LANES16 1
@@ -221,6 +272,7 @@ SLEEPNET_MULTIVERSION void block_grad_sums_relu6(const float* g, const float* z,
 #pragma GCC target("avx512f")  // everything up to pop_options, the lambdas included
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's false alarm inside _mm512_setzero_ps
+#pragma GCC diagnostic ignored "-Wuninitialized"  // and inside the *_round_pd intrinsics
 
 // Up to 16 blocks' lane vectors, waiting for their sums; each sum goes into its own double.
 struct LaneGroup {
@@ -386,6 +438,66 @@ void block_grad_sums_lanes16(const float* g, const float* z, const float* x, int
   flush(G);
 }
 
+// The coefficients above, eight channels at a time: the same IEEE operations on the same values
+// in the same order (division, square root, conversions and max are exact-rounded alike in scalar
+// and vector form; the products and sums are rounded one by one, *_round_pd, since GCC would fuse
+// plain vector multiplies and adds into FMAs that the scalar code, built for baseline x86-64, does
+// not have). The scalar loops were a chain of three divisions and a square root per channel: a
+// third of a 1280x7x7 layer's forward at batch 1. Same bits (BatchNormLanes16; which catches a
+// wrong formula, but not a product fused by mistake: such a double's last bit rarely survives the
+// rounding to float, which is why the rounded intrinsics are used rather than trusted to a test).
+constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+inline __m512d mul_r(__m512d a, __m512d b) { return _mm512_mul_round_pd(a, b, kRound); }
+inline __m512d add_r(__m512d a, __m512d b) { return _mm512_add_round_pd(a, b, kRound); }
+inline __m512d sub_r(__m512d a, __m512d b) { return _mm512_sub_round_pd(a, b, kRound); }
+// Eight floats (m: which) widened, or v where p is null.
+inline __m512d load8(__mmask8 m, const float* p, double v) {
+  return p ? _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_maskz_loadu_ps(m, p))) : _mm512_set1_pd(v);
+}
+inline void store8(__mmask8 m, float* p, __m512d v) {
+  _mm512_mask_storeu_ps(p, m, _mm512_castps256_ps512(_mm512_cvtpd_ps(v)));
+}
+
+void forward_coefficients_lanes8(const ForwardCoefficients& k) {
+  const __m512d M = _mm512_set1_pd(static_cast<double>(k.M)), M1 = _mm512_set1_pd(static_cast<double>(k.M - 1));
+  const __m512d one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd(), eps = _mm512_set1_pd(k.eps);
+  const __m512d m = _mm512_set1_pd(k.momentum), keep = sub_r(one, m);
+  for (int64_t i = 0; i < k.nb; i += 8) {
+    const __mmask8 w = k.nb - i >= 8 ? __mmask8(0xFF) : __mmask8((1u << (k.nb - i)) - 1);
+    const __m512d dmean = _mm512_div_pd(_mm512_maskz_loadu_pd(w, k.s1 + i), M);
+    // std::max(0.0, v) = v if 0 < v, else 0 (NaN too): vmaxpd(v, 0) gives v if v > 0, else 0
+    const __m512d var = _mm512_max_pd(sub_r(_mm512_div_pd(_mm512_maskz_loadu_pd(w, k.s2 + i), M), mul_r(dmean, dmean)), zero);
+    const __m512d mean = add_r(load8(w, k.shift + i, 0.0), dmean);
+    const __m512d invstd = _mm512_div_pd(one, _mm512_sqrt_pd(add_r(var, eps)));
+    store8(w, k.save_mean + i, mean);
+    store8(w, k.save_invstd + i, invstd);
+    if (k.running_mean) {
+      store8(w, k.running_mean + i, add_r(mul_r(keep, load8(w, k.running_mean + i, 0.0)), mul_r(m, mean)));
+      store8(w, k.running_var + i,
+             add_r(mul_r(keep, load8(w, k.running_var + i, 0.0)), _mm512_div_pd(mul_r(mul_r(m, var), M), M1)));
+    }
+    const __m512d a = mul_r(load8(w, k.weight ? k.weight + i : nullptr, 1.0), invstd);
+    store8(w, k.alpha + i, a);
+    store8(w, k.beta + i, sub_r(load8(w, k.bias ? k.bias + i : nullptr, 0.0), mul_r(mean, a)));
+  }
+}
+
+void backward_coefficients_lanes8(const BackwardCoefficients& k) {
+  const __m512d M = _mm512_set1_pd(static_cast<double>(k.M));
+  for (int64_t i = 0; i < k.nb; i += 8) {
+    const __mmask8 w = k.nb - i >= 8 ? __mmask8(0xFF) : __mmask8((1u << (k.nb - i)) - 1);
+    const __m512d r = load8(w, k.save_invstd + i, 0.0), gamma = load8(w, k.weight ? k.weight + i : nullptr, 1.0);
+    const __m512d sg = _mm512_maskz_loadu_pd(w, k.sg + i), sgd = _mm512_maskz_loadu_pd(w, k.sgd + i);
+    // -gamma: the sign flipped, as the scalar negation does (0 - gamma would turn -0 into +0)
+    const __m512d ng = _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(gamma), _mm512_set1_epi64(INT64_MIN)));
+    if (k.dbias) store8(w, k.dbias + i, sg);
+    if (k.dweight) store8(w, k.dweight + i, mul_r(sgd, r));
+    store8(w, k.ka + i, mul_r(gamma, r));
+    store8(w, k.kb + i, _mm512_div_pd(mul_r(mul_r(mul_r(mul_r(ng, r), r), r), sgd), M));
+    store8(w, k.kc + i, _mm512_div_pd(mul_r(mul_r(ng, r), sg), M));
+  }
+}
+
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
 
@@ -394,6 +506,19 @@ const bool lanes16_available = cpu_has_avx512f();
 const bool lanes16_available = false;
 #endif
 bool lanes16_on = lanes16_available;
+
+void forward_coefficients_any(const ForwardCoefficients& k) {
+#ifdef SLEEPNET_BN_LANES16
+  if (lanes16_on) return forward_coefficients_lanes8(k);
+#endif
+  forward_coefficients(k);
+}
+void backward_coefficients_any(const BackwardCoefficients& k) {
+#ifdef SLEEPNET_BN_LANES16
+  if (lanes16_on) return backward_coefficients_lanes8(k);
+#endif
+  backward_coefficients(k);
+}
 
 // The block sums through whichever implementation is on (same bits either way).
 void block_moments_any(const float* x, int64_t nb, int64_t HW, const float* k, double* s1, double* s2) {
@@ -625,35 +750,32 @@ void train_forward(const char* who, const BatchNormGeom& g, const float* x, cons
     // Pass 1, statistics: sums shifted by each channel's first value, so that the sum of squares
     // does not cancel when the mean is large.
     const int64_t nb = c1 - c0;
+    std::vector<float> shift(static_cast<size_t>(nb));
+    for (int64_t c = c0; c < c1; ++c) shift[static_cast<size_t>(c - c0)] = x[c * HW];
     if (slabs) {
-      std::vector<float> shift(static_cast<size_t>(nb));
-      for (int64_t c = c0; c < c1; ++c) shift[static_cast<size_t>(c - c0)] = x[c * HW];
       const std::vector<float> kv = expand(shift.data(), nb, HW);
       slab_sums(N, nb, HW, [&](int64_t n, float* a, float* q) {
         slab_moments(x + (n * C + c0) * HW, kv.data(), a, q, nb * HW);
       }, s1.data(), s2.data());
     } else {
-      std::vector<float> shift(static_cast<size_t>(nb));
-      for (int64_t c = c0; c < c1; ++c) shift[static_cast<size_t>(c - c0)] = x[c * HW];
       for (int64_t n = 0; n < N; ++n) block_moments_any(x + (n * C + c0) * HW, nb, HW, shift.data(), s1.data(), s2.data());
     }
-    for (int64_t c = c0; c < c1; ++c) {
-      const size_t i = static_cast<size_t>(c - c0);
-      const double dmean = s1[i] / M;
-      const double var = std::max(0.0, s2[i] / M - dmean * dmean);  // biased
-      const double mean = x[c * HW] + dmean;
-      const double invstd = 1.0 / std::sqrt(var + g.eps);
-      save_mean[c] = static_cast<float>(mean);
-      save_invstd[c] = static_cast<float>(invstd);
-      if (running_mean) {
-        const double m = g.momentum;
-        running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
-        running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * var * M / (M - 1));
-      }
-      const double a = (weight ? weight[c] : 1.0) * invstd;
-      alpha[i] = static_cast<float>(a);
-      beta[i] = static_cast<float>((bias ? bias[c] : 0.0) - mean * a);
-    }
+    const ForwardCoefficients k{nb,
+                                M,
+                                g.eps,
+                                g.momentum,
+                                s1.data(),
+                                s2.data(),
+                                shift.data(),
+                                weight ? weight + c0 : nullptr,
+                                bias ? bias + c0 : nullptr,
+                                save_mean + c0,
+                                save_invstd + c0,
+                                running_mean ? running_mean + c0 : nullptr,
+                                running_var ? running_var + c0 : nullptr,
+                                alpha.data(),
+                                beta.data()};
+    forward_coefficients_any(k);
     // Pass 2, normalise: y = x * alpha + beta (then min(max(y, 0), 6) when fused with ReLU6).
     if (slabs) {
       const std::vector<float> av = expand(alpha.data(), nb, HW), bv = expand(beta.data(), nb, HW);
@@ -793,7 +915,7 @@ void train_backward(const char* who, const BatchNormGeom& g, const float* x, con
     std::vector<double> sg(static_cast<size_t>(c1 - c0), 0.0), sgd(sg.size(), 0.0);  // sum g, sum g (x - mu)
     std::vector<float> ka(sg.size()), kb(sg.size()), kc(sg.size());
     const int64_t nb = c1 - c0;
-    const std::vector<float> muv = expand(save_mean + c0, nb, HW);
+    const std::vector<float> muv = slabs ? expand(save_mean + c0, nb, HW) : std::vector<float>();
     if (slabs) {
       slab_sums(N, nb, HW, [&](int64_t n, float* a, float* q) {
         const int64_t o = (n * C + c0) * HW;
@@ -809,15 +931,18 @@ void train_backward(const char* who, const BatchNormGeom& g, const float* x, con
                                     sgd.data());
       }
     }
-    for (int64_t c = c0; c < c1; ++c) {
-      const size_t i = static_cast<size_t>(c - c0);
-      const double r = save_invstd[c], gamma = weight ? weight[c] : 1.0;
-      if (dbias) dbias[c] = static_cast<float>(sg[i]);          // (1)
-      if (dweight) dweight[c] = static_cast<float>(sgd[i] * r);  // (2)
-      ka[i] = static_cast<float>(gamma * r);                      // (3): dx = a g + b (x - mu) + c
-      kb[i] = static_cast<float>(-gamma * r * r * r * sgd[i] / M);
-      kc[i] = static_cast<float>(-gamma * r * sg[i] / M);
-    }
+    const BackwardCoefficients k{nb,
+                                 M,
+                                 sg.data(),
+                                 sgd.data(),
+                                 save_invstd + c0,
+                                 weight ? weight + c0 : nullptr,
+                                 dbias ? dbias + c0 : nullptr,
+                                 dweight ? dweight + c0 : nullptr,
+                                 ka.data(),
+                                 kb.data(),
+                                 kc.data()};
+    backward_coefficients_any(k);
     if (slabs) {
       const std::vector<float> av = expand(ka.data(), nb, HW), bv = expand(kb.data(), nb, HW),
                                cv = expand(kc.data(), nb, HW);
