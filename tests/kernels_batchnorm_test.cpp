@@ -471,14 +471,16 @@ TEST(BatchNormLanes16, SameBitsAsTheLoops) {
   }
 }
 
-// Tensors of 8 MB and more run in one block of channels per thread (nn/kernels/batchnorm.cpp,
-// kStreamBytes), smaller ones in blocks of about 256 KB: each channel's sums must still come out
-// the same, bit for bit. Every channel of a large tensor against the same channel run alone (a
-// tensor of one channel, below the threshold): all outputs of the four train kernels, on planes
-// (90000 values) and on slabs (2x2 planes, 4096 images).
+// Tensors of 8 MB and more whose blocks would read short runs per image run in one block of
+// channels per thread (nn/kernels/batchnorm.cpp, kStreamBytes, kShortRun), others in blocks of
+// about 256 KB: each channel's sums must come out the same either way, bit for bit. Every channel
+// of a large tensor against the same channel run alone (a tensor of one channel, below the
+// threshold): all outputs of the four train kernels, on planes of 4096 values (runs of 16 KB: one
+// block per thread), on slabs (2x2 planes, 4096 images: likewise) and on planes of 90000 values
+// (runs of 360 KB: blocks).
 TEST(KernelsBatchNorm, LargeTensorsGiveEachChannelTheSameBits) {
   uint64_t seed = 1300;
-  for (const BatchNormGeom& g : {bn(4, 6, 90000), bn(4096, 40, 16)}) {
+  for (const BatchNormGeom& g : {bn(64, 8, 4096), bn(4096, 40, 16), bn(4, 6, 90000)}) {
     SCOPED_TRACE(label(g));
     ASSERT_GE(g.N * g.C * g.HW * 4, int64_t{8} << 20) << "the test needs a tensor above the threshold";
     const std::vector<float> x = make_x(g, seed += 4, 20.f), w = random_floats(g.C, seed + 1),

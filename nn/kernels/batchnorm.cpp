@@ -150,22 +150,29 @@ void grad_sums_any(const float* gp, const float* zp, const float* xp, int64_t n,
 // reads from L2, and small planes (2x2, 4x4) are streamed image by image through many channels
 // rather than 4 floats at a time; blocks are small enough to give every thread several.
 //
-// Except for large tensors (x of kStreamBytes and more), which do not stay in the caches between
-// two steps anyway: there a block's N reads of a few KB each, one per image and C * HW floats
-// apart, are as many short streams from memory for the prefetchers to pick up, and one block per
-// thread (each pass then reads long runs, image after image) was faster even though its second
-// pass reads x from memory again: the 96x32x32 layer at batch 32 (12.6 MB), forward 0.78-1.42 ->
-// 0.50-0.66 ms, backward 1.67-2.12 -> 1.12-1.31 ms on one thread (bench_kernels_misc, three
-// alternating runs; bench/README.md), while 4-5 MB tensors (32x32x32, 144x16x16) were 5-10 %
-// slower that way. Each channel still adds its blocks in the same order: the same bits.
+// Except for large tensors (x of kStreamBytes and more, which do not stay in the caches between two
+// steps anyway) whose blocks would read short runs: a block's N reads, one per image and C * HW
+// floats apart, of kShortRun bytes or less are as many short streams from memory for the
+// prefetchers to pick up. There one block per thread (each pass then reads long runs, image after
+// image) was faster even though its second pass reads x from memory again: the 96x32x32 layer at
+// batch 32 (12.6 MB, runs of 8 KB), forward 0.78-1.42 -> 0.50-0.66 ms, backward 1.67-2.12 ->
+// 1.12-1.31 ms on one thread (bench_kernels_misc, three alternating runs; bench/README.md), the
+// 96x56x56 and 144x56x56 layers at batch 8 (runs of 25 KB) 1.1-1.3x; 4-5 MB tensors (32x32x32,
+// 144x16x16) were 5-10 % slower that way, and so was 96x112x112 at batch 8 on two threads (38 MB,
+// runs of 50 KB: 10-15 %, where the second read of x costs more than the long runs save). Each
+// channel still adds its blocks in the same order: the same bits.
 constexpr int64_t kStreamBytes = int64_t{8} << 20;
+constexpr int64_t kShortRun = 32 * 1024;
 
 int64_t channel_block(const BatchNormGeom& g, int threads) {
-  if (g.N * g.C * g.HW * static_cast<int64_t>(sizeof(float)) >= kStreamBytes) return (g.C + threads - 1) / threads;
   const int64_t per_channel = g.N * g.HW;
   const int64_t fit = std::max<int64_t>(1, (64 * 1024) / per_channel);
   const int64_t share = std::max<int64_t>(1, (g.C + 4 * threads - 1) / (4 * threads));
-  return std::min(fit, share);
+  const int64_t G = std::min(fit, share);
+  const int64_t bytes = g.N * g.C * g.HW * static_cast<int64_t>(sizeof(float));
+  const int64_t run = G * g.HW * static_cast<int64_t>(sizeof(float));  // one image's part of a block
+  if (bytes >= kStreamBytes && run <= kShortRun) return (g.C + threads - 1) / threads;
+  return G;
 }
 
 // ---- a block's channels of one image ----
