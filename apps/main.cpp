@@ -53,6 +53,7 @@ struct ConfigFlags {
   bool trace_channel = false;
   bool no_hmm = false;
   double f_max = -1;
+  double stft_window = -1;
   double min_coverage = -1, weight_decay = -1, dropout = -1, mixup = -1;
   int time_shift = -1;
   int members = 0, sleep_members = 0;  // 0: not given
@@ -89,6 +90,7 @@ struct ConfigFlags {
     app->add_flag("--trace-channel", trace_channel,
                   "images with the RR trace channel too (mean RR of each column's ~11-s slice)");
     app->add_option("--f-max", f_max, "highest frequency of the images (Hz)");
+    app->add_option("--stft-window", stft_window, "frame length of the images' spectrogram (seconds)");
     app->add_option("--smooth", c.smooth_windows, "average p(apnea) over +-N neighbouring minutes (0: off)")
         ->capture_default_str();
     app->add_flag("--no-hmm", no_hmm,
@@ -149,6 +151,7 @@ struct ConfigFlags {
       if (no_level_channel) m->data.spectrogram.level_channel = false;
       if (trace_channel) m->data.spectrogram.trace_channel = true;
       if (f_max > 0) m->data.spectrogram.f_max_hz = f_max;
+      if (stft_window > 0) m->data.spectrogram.stft_window_s = stft_window;
       if (norm == "record") {
         m->data.spectrogram.normalization = data::SpecNormalization::None;
         m->data.record_normalization = data::RecordNormalization::ZScore;
