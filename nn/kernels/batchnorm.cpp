@@ -202,25 +202,6 @@ SLEEPNET_MULTIVERSION void block_grad_sums_relu6(const float* g, const float* z,
   block_grad_sums_loop<true>(g, z, x, nb, HW, mu, sg, sgd);
 }
 
-// ---- Sixteen blocks at once (AVX-512) ----------------------------------------------------------------
-// What GCC makes of the reductions above in their AVX-512 clone (read off `objdump -d`): for each
-// block of L <= 64 values, 16 float lanes start at 0 and lane l adds values l, l+16, l+32, ... of
-// the block's whole 16-value vectors in order (the squares by fused multiply-add); the values after
-// the last whole vector (all L of them when L < 16) are added into lane 0, in order; then the 16
-// lanes are summed one after the other, lane 0 first, and that float is added into the double. The
-// last step is a chain of 16 dependent scalar additions per block, longer than the block's own
-// vector work: on 32x32 planes it was most of a statistics pass.
-//
-// The functions below compute the same lanes with the same operations in the same order, then
-// finish sixteen blocks together: the blocks' lane vectors as the rows of a 16x16 matrix,
-// transposed, so that vector l holds lane l of every block, and added up l = 0, 1, ..., 15: each
-// block's sum is the same chain of additions as before, sixteen chains per instruction. Same bits
-// as the loops they replace (tests: BatchNormLanes16.*), so no parity fixture moves. That order is
-// GCC's (read off GCC 12, Debian's) in the default build, whose baseline is plain x86-64; Clang
-// reduces lanes in another order, and a build for a newer baseline (-march=native,
-// SLEEPNET_NATIVE) lets the CPU's tuning choose the loops' vector width (8 lanes under
-// -march=skylake-avx512, which that test caught), so both keep the loops only. A GCC that changed
-// its order would fail that test rather than move results silently.
 // ---- per-channel coefficients ----
 // A block's channels [0, nb) (every pointer below already at the block's first channel; weight,
 // bias, running_* may be null), from the sums of pass 1 (forward) or of the gradient (backward).
@@ -272,6 +253,25 @@ void backward_coefficients(const BackwardCoefficients& k) {
   }
 }
 
+// ---- Sixteen blocks at once (AVX-512) ----------------------------------------------------------------
+// What GCC makes of the reductions above in their AVX-512 clone (read off `objdump -d`): for each
+// block of L <= 64 values, 16 float lanes start at 0 and lane l adds values l, l+16, l+32, ... of
+// the block's whole 16-value vectors in order (the squares by fused multiply-add); the values after
+// the last whole vector (all L of them when L < 16) are added into lane 0, in order; then the 16
+// lanes are summed one after the other, lane 0 first, and that float is added into the double. The
+// last step is a chain of 16 dependent scalar additions per block, longer than the block's own
+// vector work: on 32x32 planes it was most of a statistics pass.
+//
+// The functions below compute the same lanes with the same operations in the same order, then
+// finish sixteen blocks together: the blocks' lane vectors as the rows of a 16x16 matrix,
+// transposed, so that vector l holds lane l of every block, and added up l = 0, 1, ..., 15: each
+// block's sum is the same chain of additions as before, sixteen chains per instruction. Same bits
+// as the loops they replace (tests: BatchNormLanes16.*), so no parity fixture moves. That order is
+// GCC's (read off GCC 12, Debian's) in the default build, whose baseline is plain x86-64; Clang
+// reduces lanes in another order, and a build for a newer baseline (-march=native,
+// SLEEPNET_NATIVE) lets the CPU's tuning choose the loops' vector width (8 lanes under
+// -march=skylake-avx512, which that test caught), so both keep the loops only. A GCC that changed
+// its order would fail that test rather than move results silently.
 #if defined(_OPENMP) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX__) && \
     !defined(__SANITIZE_ADDRESS__) && !defined(SLEEPNET_NO_MULTIVERSION)
 #define SLEEPNET_BN_LANES16 1
