@@ -90,7 +90,8 @@ struct ConfigFlags {
     app->add_flag("--trace-channel", trace_channel,
                   "images with the RR trace channel too (mean RR of each column's ~11-s slice)");
     app->add_option("--f-max", f_max, "highest frequency of the images (Hz)");
-    app->add_option("--stft-window", stft_window, "frame length of the images' spectrogram (seconds)");
+    app->add_option("--stft-window", stft_window, "frame length of the images' spectrogram (seconds)")
+        ->check(CLI::Range(1.0, 3600.0));
     app->add_option("--smooth", c.smooth_windows, "average p(apnea) over +-N neighbouring minutes (0: off)")
         ->capture_default_str();
     app->add_flag("--no-hmm", no_hmm,
