@@ -407,6 +407,34 @@ TEST(KernelsBatchNorm, FusedBackwardMaskIsZeroAtBothKinks) {
   EXPECT_FLOAT_EQ(db[0], 3.f);
 }
 
+// Every output of the four train kernels on one input (weight, bias and running statistics
+// given), and y0 / dx0: forward and backward without weight, bias or running statistics.
+// mask_edges: the fused backward reads a copy of the fused output with the mask's edge cases
+// (exactly 0, exactly 6, NaN).
+struct TrainOutputs {
+  std::vector<float> y, z, mean, invstd, rm, rv, dx, dxr, dw, db, dwr, dbr, y0, dx0;
+};
+TrainOutputs run_train_kernels(const BatchNormGeom& g, const float* x, const float* w, const float* b,
+                               const float* dy, bool mask_edges) {
+  const size_t n = static_cast<size_t>(g.N * g.C * g.HW), c = static_cast<size_t>(g.C);
+  TrainOutputs o{std::vector<float>(n), std::vector<float>(n), std::vector<float>(c), std::vector<float>(c),
+                 std::vector<float>(c, 0.5f), std::vector<float>(c, 2.f), std::vector<float>(n), std::vector<float>(n),
+                 std::vector<float>(c), std::vector<float>(c), std::vector<float>(c), std::vector<float>(c),
+                 std::vector<float>(n), std::vector<float>(n)};
+  std::vector<float> m0(c), s0(c);
+  batchnorm_forward_train(g, x, nullptr, nullptr, o.y0.data(), m0.data(), s0.data(), nullptr, nullptr);
+  batchnorm_backward(g, x, dy, nullptr, m0.data(), s0.data(), o.dx0.data(), nullptr, nullptr);
+  batchnorm_forward_train(g, x, w, b, o.y.data(), o.mean.data(), o.invstd.data(), o.rm.data(), o.rv.data());
+  std::vector<float> m2(c), s2(c);
+  batchnorm_relu6_forward_train(g, x, w, b, o.z.data(), m2.data(), s2.data(), nullptr, nullptr);
+  std::vector<float> z = o.z;
+  if (mask_edges) z[0] = 0.f, z[n / 2] = 6.f, z[n - 1] = std::nanf("");
+  batchnorm_backward(g, x, dy, w, o.mean.data(), o.invstd.data(), o.dx.data(), o.dw.data(), o.db.data());
+  batchnorm_relu6_backward(g, x, z.data(), dy, w, o.mean.data(), o.invstd.data(), o.dxr.data(), o.dwr.data(),
+                           o.dbr.data());
+  return o;
+}
+
 // The train-mode sums' two implementations (batchnorm.h: batchnorm_set_lanes16) must give the same
 // bits, so that switching between them moves no result: every output of the four train kernels,
 // on block lengths of every remainder (16..63 values at batch 1, 64..131, the MobileNetV2 planes;
@@ -424,36 +452,15 @@ TEST(BatchNormLanes16, SameBitsAsTheLoops) {
   uint64_t seed = 900;
   for (const BatchNormGeom& g : shapes) {
     SCOPED_TRACE(label(g));
-    const size_t n = static_cast<size_t>(g.N * g.C * g.HW), c = static_cast<size_t>(g.C);
+    const size_t n = static_cast<size_t>(g.N * g.C * g.HW);
     const std::vector<float> x = make_x(g, seed += 4, 50.f), w = random_floats(g.C, seed + 1),
                              b = random_floats(g.C, seed + 2);
     std::vector<float> dy = random_floats(static_cast<int64_t>(n), seed + 3);
-    struct Out {
-      std::vector<float> y, z, mean, invstd, rm, rv, dx, dxr, dw, db, dwr, dbr, y0, dx0;
-    };
     auto run = [&](bool lanes16) {
       batchnorm_set_lanes16(lanes16);
-      Out o{std::vector<float>(n), std::vector<float>(n), std::vector<float>(c), std::vector<float>(c),
-            std::vector<float>(c, 0.5f), std::vector<float>(c, 2.f), std::vector<float>(n), std::vector<float>(n),
-            std::vector<float>(c), std::vector<float>(c), std::vector<float>(c), std::vector<float>(c),
-            std::vector<float>(n), std::vector<float>(n)};
-      std::vector<float> m0(c), s0(c);  // no affine parameters, no running statistics
-      batchnorm_forward_train(g, x.data(), nullptr, nullptr, o.y0.data(), m0.data(), s0.data(), nullptr, nullptr);
-      batchnorm_backward(g, x.data(), dy.data(), nullptr, m0.data(), s0.data(), o.dx0.data(), nullptr, nullptr);
-      batchnorm_forward_train(g, x.data(), w.data(), b.data(), o.y.data(), o.mean.data(), o.invstd.data(),
-                              o.rm.data(), o.rv.data());
-      std::vector<float> m2(c), s2(c);
-      batchnorm_relu6_forward_train(g, x.data(), w.data(), b.data(), o.z.data(), m2.data(), s2.data(), nullptr,
-                                    nullptr);
-      std::vector<float> z = o.z;  // the mask's edge cases: exactly 0, exactly 6, NaN
-      z[0] = 0.f, z[n / 2] = 6.f, z[n - 1] = std::nanf("");
-      batchnorm_backward(g, x.data(), dy.data(), w.data(), o.mean.data(), o.invstd.data(), o.dx.data(),
-                         o.dw.data(), o.db.data());
-      batchnorm_relu6_backward(g, x.data(), z.data(), dy.data(), w.data(), o.mean.data(), o.invstd.data(),
-                               o.dxr.data(), o.dwr.data(), o.dbr.data());
-      return o;
+      return run_train_kernels(g, x.data(), w.data(), b.data(), dy.data(), true);
     };
-    const Out loops = run(false), lanes = run(true);
+    const TrainOutputs loops = run(false), lanes = run(true);
     batchnorm_set_lanes16(true);
     auto same = [](const std::vector<float>& a, const std::vector<float>& b, const char* what) {
       ASSERT_EQ(a.size(), b.size());
@@ -485,36 +492,20 @@ TEST(KernelsBatchNorm, LargeTensorsGiveEachChannelTheSameBits) {
     ASSERT_GE(g.N * g.C * g.HW * 4, int64_t{8} << 20) << "the test needs a tensor above the threshold";
     const std::vector<float> x = make_x(g, seed += 4, 20.f), w = random_floats(g.C, seed + 1),
                              b = random_floats(g.C, seed + 2), dy = random_floats(g.N * g.C * g.HW, seed + 3);
-    struct Out {
-      std::vector<float> y, z, mean, invstd, rm, rv, dx, dxr, dw, db, dwr, dbr;
-    };
     // The four kernels on channels [c0, c0 + C) of x, dy (all of them when C == g.C).
     auto run = [&](int64_t c0, int64_t C) {
-      const BatchNormGeom h = bn(g.N, C, g.HW);
-      const size_t n = static_cast<size_t>(g.N * C * g.HW), c = static_cast<size_t>(C);
+      const size_t n = static_cast<size_t>(g.N * C * g.HW);
       std::vector<float> xs(n), dys(n);
       for (int64_t i = 0; i < g.N; ++i)
         for (int64_t k = 0; k < C * g.HW; ++k) {
           xs[static_cast<size_t>(i * C * g.HW + k)] = x[static_cast<size_t>((i * g.C + c0) * g.HW + k)];
           dys[static_cast<size_t>(i * C * g.HW + k)] = dy[static_cast<size_t>((i * g.C + c0) * g.HW + k)];
         }
-      Out o{std::vector<float>(n), std::vector<float>(n), std::vector<float>(c), std::vector<float>(c),
-            std::vector<float>(c, 0.5f), std::vector<float>(c, 2.f), std::vector<float>(n), std::vector<float>(n),
-            std::vector<float>(c), std::vector<float>(c), std::vector<float>(c), std::vector<float>(c)};
-      batchnorm_forward_train(h, xs.data(), w.data() + c0, b.data() + c0, o.y.data(), o.mean.data(),
-                              o.invstd.data(), o.rm.data(), o.rv.data());
-      std::vector<float> m2(c), s2(c);
-      batchnorm_relu6_forward_train(h, xs.data(), w.data() + c0, b.data() + c0, o.z.data(), m2.data(), s2.data(),
-                                    nullptr, nullptr);
-      batchnorm_backward(h, xs.data(), dys.data(), w.data() + c0, o.mean.data(), o.invstd.data(), o.dx.data(),
-                         o.dw.data(), o.db.data());
-      batchnorm_relu6_backward(h, xs.data(), o.z.data(), dys.data(), w.data() + c0, o.mean.data(), o.invstd.data(),
-                               o.dxr.data(), o.dwr.data(), o.dbr.data());
-      return o;
+      return run_train_kernels(bn(g.N, C, g.HW), xs.data(), w.data() + c0, b.data() + c0, dys.data(), false);
     };
-    const Out all = run(0, g.C);
+    const TrainOutputs all = run(0, g.C);
     for (int64_t c = 0; c < g.C; ++c) {
-      const Out one = run(c, 1);
+      const TrainOutputs one = run(c, 1);
       auto same_values = [&](const std::vector<float>& a, const std::vector<float>& v, const char* what) {
         for (int64_t i = 0; i < g.N; ++i)
           for (int64_t k = 0; k < g.HW; ++k) {
@@ -528,7 +519,8 @@ TEST(KernelsBatchNorm, LargeTensorsGiveEachChannelTheSameBits) {
             << what << " of channel " << c << ": " << a[static_cast<size_t>(c)] << " against " << v[0];
       };
       same_values(all.y, one.y, "y"), same_values(all.z, one.z, "relu6 y"), same_values(all.dx, one.dx, "dx");
-      same_values(all.dxr, one.dxr, "relu6 dx");
+      same_values(all.dxr, one.dxr, "relu6 dx"), same_values(all.y0, one.y0, "y (no weight, bias)");
+      same_values(all.dx0, one.dx0, "dx (no weight)");
       same_channel(all.mean, one.mean, "save_mean"), same_channel(all.invstd, one.invstd, "save_invstd");
       same_channel(all.rm, one.rm, "running_mean"), same_channel(all.rv, one.rv, "running_var");
       same_channel(all.dw, one.dw, "dweight"), same_channel(all.db, one.db, "dbias");
